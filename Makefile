@@ -1,0 +1,46 @@
+# The whole set-up on a fresh machine is `make run` or `make test`: each creates .venv when it is
+# missing and installs from requirements.lock, again only when the lock (or pyproject) changed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(LOCK_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit test-notebooks test-browser bench clean help
+
+help:
+	@echo "make run           run every notebook headless (quick profile) into runs/<timestamp>-quick/"
+	@echo "make test          unit tests + notebook validation (what CI runs)"
+	@echo "make test-browser  open notebook 01 in a real JupyterLab + Chromium and check it"
+	@echo "make bench         speed and memory benchmarks -> bench/results.md"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m cifarkit run --profile quick
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests -m "not notebooks" $(PYTEST_ARGS)
+
+test-browser: $(STAMP)
+	$(PY) -m pip install -q -r tests/browser/requirements.txt
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,4 @@
+"""`python -m cifarkit ...`: see `cifarkit.cli`."""
+from .cli import main
+
+raise SystemExit(main())

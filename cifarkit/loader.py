@@ -1,0 +1,132 @@
+"""`TensorLoader`: batches straight from in-memory tensors, augmented on the device.
+
+The textbook pipeline (`Dataset` -> PIL transforms per image -> `DataLoader` workers) spends most of
+a small model's training time moving single images around. CIFAR-10 is only 150 MB as uint8, so
+the fast path keeps the whole split on the device and does the random crop, flip, normalisation
+and optional resize on whole batches at once.
+
+Randomness (shuffling, crop offsets, flips) comes from one explicit CPU generator seeded by `seed`,
+so a run is reproducible on any device, and its state is part of the checkpoint (`state_dict`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .dataset import CIFAR10_MEAN, CIFAR10_STD, stratified_indices
+from .devices import resolve_device
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Pad a batch `B x C x H x W` with zeros and cut a random `H x W` window per image.
+
+    Equivalent to torchvision's `RandomCrop(H, padding=padding)` applied image by image.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image of a batch left-right with probability 1/2."""
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class TensorLoader:
+    """Iterate over `(images, labels)` batches of tensors that already live on `device`.
+
+    Args:
+        x: uint8 images `N x 3 x H x W` (as returned by `load_cifar10` / `load_data`).
+        y: int64 labels `N`.
+        batch_size: images per batch.
+        shuffle: draw a new permutation every epoch.
+        drop_last: skip the final short batch (keeps BatchNorm statistics clean in training).
+        augment: random crop with `crop_padding` zero padding, then random horizontal flip.
+        normalize: subtract `mean` and divide by `std` (on the 0..1 scale); else just scale to 0..1.
+        resize: output side length (e.g. 224 for ImageNet models), bilinear, after augmentation.
+        device: where the data and batches live ("auto" picks the GPU when there is one).
+        seed: seeds the loader's own generator (shuffling, augmentation, and the subset below).
+        n: keep a stratified subset of `n` images (equal share per class).
+        memory_format: e.g. `torch.channels_last` for the batches.
+        tag: a label such as `data.label`, shown in logs and plot titles.
+    """
+
+    def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, drop_last: bool = False,
+                 augment: bool = False, normalize: bool = True, resize: int | None = None,
+                 device="auto", seed: int = 0, n: int | None = None, crop_padding: int = 4,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
+                 tag: str | None = None):
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+        if x.dtype != torch.uint8 or x.dim() != 4:
+            raise TypeError(f"x must be a uint8 tensor N x C x H x W, got {x.dtype} {tuple(x.shape)}")
+        if y.dim() != 1 or len(y) != len(x):
+            raise ValueError(f"y must be a 1-D tensor with {len(x)} labels, got shape {tuple(y.shape)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if n is not None:
+            idx = stratified_indices(y, n, seed)
+            x, y = x[idx], y[idx]
+        self.device = resolve_device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device, torch.int64)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.augment, self.normalize, self.resize = augment, normalize, resize
+        self.crop_padding, self.memory_format, self.tag = crop_padding, memory_format, tag
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        scale = 255.0
+        self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * scale
+        self._inv_std = 1.0 / (torch.tensor(std, device=self.device).view(1, -1, 1, 1) * scale)
+
+    @property
+    def num_samples(self) -> int:
+        """Images per epoch (before `drop_last`)."""
+        return len(self.y)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full if (self.drop_last or rest == 0) else full + 1
+
+    def transform(self, xb: torch.Tensor, train: bool | None = None) -> torch.Tensor:
+        """uint8 batch -> float batch: (augment), normalise, (resize), memory format."""
+        if self.augment if train is None else train:
+            if self.crop_padding:
+                xb = random_crop(xb, self.crop_padding, self.generator)
+            xb = random_flip(xb, self.generator)
+        xb = xb.float()
+        xb = (xb - self._mean) * self._inv_std if self.normalize else xb / 255.0
+        if self.resize is not None and xb.shape[-1] != self.resize:
+            xb = F.interpolate(xb, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+        return xb.contiguous(memory_format=self.memory_format)
+
+    def __iter__(self):
+        n = self.num_samples
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+        else:
+            order = None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
+            idx = order[sl] if order is not None else sl
+            yield self.transform(self.x[idx]), self.y[idx]
+
+    def state_dict(self) -> dict:
+        """The generator state, so a resumed run draws the same batches as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        flags = [f for f, on in (("shuffle", self.shuffle), ("augment", self.augment),
+                                 ("drop_last", self.drop_last)) if on]
+        size = f", resize={self.resize}" if self.resize else ""
+        return (f"TensorLoader({self.num_samples} images, batch_size={self.batch_size}, {len(self)} batches, "
+                f"device={self.device}{size}{', ' + ', '.join(flags) if flags else ''})")

@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10"
+
+# Tests must not depend on the developer's data or on a live plot.
+os.environ.setdefault("CIFARKIT_HEADLESS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(tmp_path, monkeypatch):
+    """Every test starts with an empty data root and results dir unless it sets its own."""
+    monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "data-root"))
+    monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv("CIFARKIT_PROFILE", raising=False)
+    torch.manual_seed(0)
+
+
+def tiny_cnn(num_classes: int = 10, width: int = 8) -> torch.nn.Module:
+    """A very small convnet (with BatchNorm and dropout) for fast loop tests."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(4),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Dropout(0.2), nn.Linear(2 * width, num_classes))
+
+
+def random_images(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
+            torch.arange(n) % 10)

@@ -1,0 +1,235 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cifarkit.callbacks import Callback, Checkpoint, atomic_save
+from cifarkit.loader import TensorLoader
+from cifarkit.training import History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything
+
+from conftest import REPO, random_images, tiny_cnn
+
+
+def loaders(n=256, batch=32, seed=0):
+    x, y = random_images(n, seed)
+    return (TensorLoader(x, y, batch, shuffle=True, augment=True, seed=seed),
+            TensorLoader(x, y, 128))
+
+
+def test_fit_returns_history_with_every_metric():
+    train, val = loaders()
+    history = Trainer(2, precision="32", progress=False, log=False).fit(tiny_cnn(), train, val)
+    assert len(history) == 2 and history["epoch"] == [1, 2]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"):
+        assert all(v is not None and math.isfinite(v) for v in history[key]), key
+    assert history.best("val_acc")["val_acc"] == max(history["val_acc"])
+    assert history.best("val_loss")["val_loss"] == min(history["val_loss"])
+
+
+def test_training_learns_a_separable_problem():
+    # images whose class is their brightness: a convnet must get this right quickly
+    y = torch.arange(400) % 2
+    x = (y * 200 + 20).view(-1, 1, 1, 1).expand(-1, 3, 32, 32).to(torch.uint8).contiguous()
+    train = TensorLoader(x, y, 32, shuffle=True)
+    model = tiny_cnn(num_classes=2)
+    before = evaluate(model, TensorLoader(x, y, 100), precision="32")["acc"]
+    Trainer(3, precision="32", progress=False, log=False).fit(model, train)
+    after = evaluate(model, TensorLoader(x, y, 100), precision="32")
+    assert after["acc"] == 1.0 and after["n"] == 400
+    assert before < 1.0
+
+
+def test_default_optimizer_gets_only_trainable_parameters():
+    model = tiny_cnn()
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    frozen = model[0].weight.clone()
+    trainer = Trainer(1, precision="32", progress=False, log=False)
+    trainer.fit(model, loaders()[0])
+    in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in model.parameters() if p.requires_grad}
+    assert torch.equal(model[0].weight, frozen)
+
+
+def test_optimizer_of_another_model_is_refused():
+    other = tiny_cnn()
+    with pytest.raises(ValueError, match="another model"):
+        Trainer(1, progress=False, log=False).fit(tiny_cnn(), loaders()[0],
+                                                   optimizer=torch.optim.SGD(other.parameters(), lr=0.1))
+
+
+def test_non_finite_loss_names_epoch_and_batch():
+    class Exploding(Callback):
+        pass
+
+    def bad_loss(out, y):
+        loss = nn.functional.cross_entropy(out, y)
+        bad_loss.calls += 1
+        return loss * float("nan") if bad_loss.calls == 13 else loss
+    bad_loss.calls = 0
+    train, _ = loaders(n=256, batch=32)  # 8 batches per epoch: call 13 is epoch 2, batch 4
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 4"):
+        Trainer(3, precision="32", progress=False, log=False, callbacks=[Exploding()]).fit(
+            tiny_cnn(), train, loss_fn=bad_loss)
+
+
+def test_loop_does_not_sync_every_batch(monkeypatch):
+    train, _ = loaders(n=640, batch=32)  # 20 batches per epoch
+    calls = {"n": 0}
+    original = torch.Tensor.item
+
+    def counting_item(self):  # count the syncs the kit's loop makes (Adam's own CPU-side step.item() aside)
+        if sys._getframe(1).f_code.co_filename.endswith(os.path.join("cifarkit", "training.py")):
+            calls["n"] += 1
+        return original(self)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    Trainer(2, precision="32", progress=False, log=False, sync_every=1000).fit(tiny_cnn(), train)
+    assert calls["n"] <= 2 * 3, f"{calls['n']} host syncs for 40 batches"
+
+
+def test_one_cycle_scheduler_steps_per_batch():
+    train, _ = loaders(n=256, batch=32)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=2 * len(train))
+    Trainer(2, precision="32", progress=False, log=False).fit(model, train, optimizer=opt, scheduler=sched)
+    assert sched.last_epoch == 2 * len(train)
+
+
+def test_callbacks_see_and_extend_records():
+    class Tag(Callback):
+        def __init__(self):
+            self.started = self.ended = False
+
+        def on_fit_start(self, trainer, model):
+            self.started = True
+
+        def on_epoch_end(self, trainer, model, record):
+            record["double_epoch"] = record["epoch"] * 2
+
+        def on_fit_end(self, trainer, model):
+            self.ended = True
+    tag = Tag()
+    history = Trainer(2, precision="32", progress=False, log=False, callbacks=[tag]).fit(tiny_cnn(), loaders()[0])
+    assert tag.started and tag.ended and history["double_epoch"] == [2, 4]
+
+
+def test_keyboard_interrupt_returns_finished_epochs():
+    class StopInEpoch3(Callback):
+        def on_epoch_end(self, trainer, model, record):
+            if record["epoch"] == 2:
+                raise KeyboardInterrupt
+    trainer = Trainer(5, precision="32", progress=False, log=False, callbacks=[StopInEpoch3()])
+    history = trainer.fit(tiny_cnn(), loaders()[0])
+    assert trainer.interrupted and len(history) == 2
+
+
+def test_history_round_trips_json_and_csv(tmp_path):
+    h = History([{"epoch": 1, "train_loss": 2.0, "val_acc": 0.3}, {"epoch": 2, "train_loss": 1.5, "val_acc": 0.4}],
+                meta={"data": "x"})
+    back = History.from_json(h.to_json(tmp_path / "h.json"))
+    assert back.records == h.records and back.meta == {"data": "x"}
+    lines = h.to_csv(tmp_path / "h.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,val_acc" and lines[2] == "2,1.5,0.4"
+    assert h.to_dict()["val_acc"] == [0.3, 0.4]
+    with pytest.raises(KeyError):
+        h["nope"]
+
+
+def test_tester_wraps_evaluate():
+    _, val = loaders()
+    model = tiny_cnn()
+    assert Tester(val, precision="32").test(model) == evaluate(model, val, precision="32")
+
+
+def test_atomic_save_keeps_old_file_when_write_fails(tmp_path):
+    path = tmp_path / "ck.pt"
+    atomic_save({"a": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        atomic_save({"a": Unpicklable()}, path)
+    assert torch.load(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    import torch
+    sys.path.insert(0, {tests!r})
+    from conftest import random_images, tiny_cnn
+    from cifarkit import Checkpoint, TensorLoader, Trainer, seed_everything
+    from cifarkit.callbacks import Callback
+
+    mode, ckpt, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    torch.set_num_threads(1)
+    seed_everything(0)
+    x, y = random_images(192)
+    train = TensorLoader(x, y, 32, shuffle=True, augment=True, seed=0)
+    val = TensorLoader(x, y, 96)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+    class KillAfter(Callback):
+        order = 200  # after the checkpoint is written
+        def on_epoch_end(self, trainer, model, record):
+            if mode == "kill" and record["epoch"] == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    trainer = Trainer(4, precision="32", progress=False, log=False,
+                      callbacks=[Checkpoint(ckpt), KillAfter()])
+    history = trainer.fit(model, train, val, optimizer=opt, scheduler=sched,
+                          resume_from=ckpt if mode == "resume" else None)
+    keep = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+    json.dump({{"records": [{{k: r[k] for k in keep}} for r in history.records],
+               "weights": [float(p.double().sum()) for p in model.state_dict().values()]}}, open(out, "w"))
+""")
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT.format(tests=str(REPO / "tests")))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, str(script), *map(str, a)], env=env, cwd=tmp_path,
+                                    capture_output=True, text=True, timeout=300)
+    full = run("full", tmp_path / "full.pt", tmp_path / "full.json")
+    assert full.returncode == 0, full.stderr
+    killed = run("kill", tmp_path / "ck.pt", tmp_path / "never.json")
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "ck.pt").is_file() and not (tmp_path / "never.json").exists()
+    assert torch.load(tmp_path / "ck.pt", weights_only=False)["epoch"] == 2
+    resumed = run("resume", tmp_path / "ck.pt", tmp_path / "resumed.json")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full.json").read_text())
+    b = json.loads((tmp_path / "resumed.json").read_text())
+    assert len(b["records"]) == 4
+    assert a == b, "the resumed run must end with exactly the metrics and weights of the uninterrupted one"
+
+
+def test_seed_everything_repeats_random_streams():
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+    with pytest.raises(TypeError):
+        seed_everything("5")
+
+
+def test_trainer_validates_arguments():
+    with pytest.raises(ValueError):
+        Trainer(-1)
+    with pytest.raises(ValueError):
+        Trainer(1, precision="fp8")
+    with pytest.raises(ValueError):
+        Trainer(1, scheduler_interval="sometimes")
