@@ -1,0 +1,61 @@
+"""The set-up files agree with each other: lock, conda environment, pyproject ranges, README, CI."""
+import re
+import subprocess
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from conftest import REPO
+
+
+def lock_pins() -> dict:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def conda_pins() -> dict:
+    text = (REPO / "environment.yml").read_text()
+    return {canonicalize_name(m[0]): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.\-]+)==(\S+)", text, re.M)}
+
+
+def test_lock_pins_the_required_torch_pair():
+    pins = lock_pins()
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_environment_yml_matches_the_lock():
+    assert conda_pins() == lock_pins()
+    assert re.search(r"python=3\.11", (REPO / "environment.yml").read_text())
+
+
+def test_pyproject_ranges_admit_the_pins_and_list_every_locked_package():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    pins = lock_pins()
+    assert {canonicalize_name(r.name) for r in reqs} == set(pins)
+    for r in reqs:
+        assert "==" not in str(r.specifier), f"{r}: runtime requirements are ranges, not pins"
+        assert r.specifier.contains(pins[canonicalize_name(r.name)]), f"{r} excludes the locked version"
+
+
+def test_readme_shows_the_two_commands_and_ci_runs_its_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert readme.index("make run") < readme.index("make test")
+    ci = (REPO / ".ci" / "run").read_text()
+    extracted = subprocess.run(["awk", "/<!-- ci-test-command -->/{getline; getline; print; exit}",
+                                str(REPO / "README.md")], capture_output=True, text=True).stdout.strip()
+    assert extracted.startswith("make test")
+    assert "ci-test-command" in ci and 'eval "$test_cmd"' in ci
+
+
+def test_makefile_targets_install_from_the_lock():
+    make = (REPO / "Makefile").read_text()
+    for target in ("run:", "test:", "bench:", "test-browser:"):
+        assert re.search(rf"^{target}", make, re.M), target
+    assert "-r requirements.lock" in make
