@@ -38,7 +38,65 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-class TensorLoader:
+class Batches:
+    """Shuffled (or not) mini-batches of `(x, y)` tensors held in memory, with a reproducible,
+    checkpointable generator. `TensorLoader` and `FeatureLoader` build on it."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, drop_last: bool,
+                 seed: int, device):
+        if y.dim() != 1 or len(y) != len(x):
+            raise ValueError(f"y must be a 1-D tensor with {len(x)} labels, got shape {tuple(y.shape)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device, torch.int64)
+        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def num_samples(self) -> int:
+        """Items per epoch (before `drop_last`)."""
+        return len(self.y)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full if (self.drop_last or rest == 0) else full + 1
+
+    def transform(self, xb: torch.Tensor) -> torch.Tensor:
+        return xb
+
+    def __iter__(self):
+        n = self.num_samples
+        order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
+            idx = order[sl] if order is not None else sl
+            yield self.transform(self.x[idx]), self.y[idx]
+
+    def state_dict(self) -> dict:
+        """The generator state, so a resumed run draws the same batches as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class FeatureLoader(Batches):
+    """Batches of precomputed feature vectors (see `cifarkit.features.extract_features`)."""
+
+    def __init__(self, features, labels, batch_size: int = 256, shuffle: bool = False,
+                 drop_last: bool = False, seed: int = 0, device="auto", tag: str | None = None):
+        super().__init__(torch.as_tensor(features), torch.as_tensor(labels), batch_size, shuffle, drop_last,
+                         seed, device)
+        self.tag = tag
+
+    def __repr__(self) -> str:
+        return f"FeatureLoader({self.num_samples} x {tuple(self.x.shape[1:])}, batch_size={self.batch_size})"
+
+
+class TensorLoader(Batches):
     """Iterate over `(images, labels)` batches of tensors that already live on `device`.
 
     Args:
@@ -65,34 +123,16 @@ class TensorLoader:
         x, y = torch.as_tensor(x), torch.as_tensor(y)
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise TypeError(f"x must be a uint8 tensor N x C x H x W, got {x.dtype} {tuple(x.shape)}")
-        if y.dim() != 1 or len(y) != len(x):
-            raise ValueError(f"y must be a 1-D tensor with {len(x)} labels, got shape {tuple(y.shape)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if n is not None:
+        if n is not None and len(y) == len(x):
             idx = stratified_indices(y, n, seed)
             x, y = x[idx], y[idx]
-        self.device = resolve_device(device)
-        self.x = x.to(self.device)
-        self.y = y.to(self.device, torch.int64)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        super().__init__(x, y, batch_size, shuffle, drop_last, seed, device)
         self.augment, self.normalize, self.resize = augment, normalize, resize
         self.crop_padding, self.memory_format, self.tag = crop_padding, memory_format, tag
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
         scale = 255.0
         self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * scale
         self._inv_std = 1.0 / (torch.tensor(std, device=self.device).view(1, -1, 1, 1) * scale)
 
-    @property
-    def num_samples(self) -> int:
-        """Images per epoch (before `drop_last`)."""
-        return len(self.y)
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        full, rest = divmod(self.num_samples, self.batch_size)
-        return full if (self.drop_last or rest == 0) else full + 1
 
     def transform(self, xb: torch.Tensor, train: bool | None = None) -> torch.Tensor:
         """uint8 batch -> float batch: (augment), normalise, (resize), memory format."""
@@ -106,23 +146,6 @@ class TensorLoader:
             xb = F.interpolate(xb, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
         return xb.contiguous(memory_format=self.memory_format)
 
-    def __iter__(self):
-        n = self.num_samples
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
-            idx = order[sl] if order is not None else sl
-            yield self.transform(self.x[idx]), self.y[idx]
-
-    def state_dict(self) -> dict:
-        """The generator state, so a resumed run draws the same batches as an uninterrupted one."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
         flags = [f for f, on in (("shuffle", self.shuffle), ("augment", self.augment),

@@ -326,7 +326,11 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
         state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        if any(k.endswith("_mask") for k in state["model"]):  # saved while pruned: rebuild the masks
+            from .pruning import load_pruned_state_dict
+            load_pruned_state_dict(self.model, state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])

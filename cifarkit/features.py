@@ -1,0 +1,83 @@
+"""Feature caching: run a frozen backbone once, then train only the head on stored features.
+
+With a frozen backbone (and no augmentation) every epoch recomputes exactly the same features,
+so the expensive part of the network can run once per split:
+
+    backbone, head = split_head(model)                    # e.g. a ResNet-152 and its new fc
+    train_feats = extract_features(backbone, train_eval_loader)
+    test_feats = extract_features(backbone, test_loader)
+    Trainer(5).fit(head, train_feats.loader(128, shuffle=True), test_feats.loader(512))
+
+Training the head this way follows the same curve as training the whole model with the frozen
+backbone in the loop (same seeds, same batches), at a fraction of the cost. The catch: random
+augmentation is impossible, because each image is seen through the backbone only once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from . import devices
+from .loader import FeatureLoader
+
+
+@dataclass
+class Features:
+    """Backbone outputs for one split: `features` (N x D, float32) and `labels` (N)."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    seconds: float = 0.0
+
+    def loader(self, batch_size: int = 256, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+               device="auto", tag: str | None = None) -> FeatureLoader:
+        """Batches of these features, shuffled reproducibly from `seed` (like `TensorLoader`)."""
+        return FeatureLoader(self.features, self.labels, batch_size, shuffle, drop_last, seed, device, tag)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@torch.inference_mode()
+def extract_features(backbone: nn.Module, loader, device=None, precision: str = "32",
+                     progress: bool = True) -> Features:
+    """Run `backbone` in eval mode over `loader` (which must not augment) and collect its outputs,
+    flattened to N x D float32 tensors on the loader's device."""
+    if getattr(loader, "augment", False):
+        raise ValueError("feature caching needs a loader without augmentation: cached features are "
+                         "computed once, so random crops/flips would be frozen into them")
+    from time import perf_counter
+
+    from tqdm.auto import tqdm
+
+    device = devices.resolve_device(device if device is not None else getattr(loader, "device", "auto"))
+    precision = devices.resolve_precision(precision, device)
+    was_training = backbone.training
+    backbone.eval().to(device)
+    feats, labels = [], []
+    start = perf_counter()
+    try:
+        for x, y in tqdm(loader, desc="extracting features", disable=not progress, leave=False):
+            with devices.autocast(precision, device):
+                out = backbone(x.to(device))
+            feats.append(out.float().flatten(1))
+            labels.append(y.to(device))
+    finally:
+        backbone.train(was_training)
+    return Features(torch.cat(feats), torch.cat(labels), perf_counter() - start)
+
+
+def split_head(model: nn.Module, head_name: str = "fc") -> tuple[nn.Module, nn.Module]:
+    """Split a torchvision-style classifier into (backbone, head) sharing the same modules:
+    the backbone is the model with `head_name` replaced by `nn.Identity` in a shallow copy."""
+    import copy
+
+    head = getattr(model, head_name, None)
+    if not isinstance(head, nn.Module):
+        raise ValueError(f"model has no submodule {head_name!r} to split off")
+    backbone = copy.copy(model)
+    backbone._modules = dict(model._modules)
+    backbone._modules[head_name] = nn.Identity()
+    return backbone, head
