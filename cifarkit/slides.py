@@ -1,0 +1,354 @@
+"""Turn a notebook run into reveal.js slide decks.
+
+:func:`build_slides` reads a run directory written by
+:func:`cifarkit.runner.run_notebooks` and writes, into
+``<out_dir>/<run name>/``:
+
+* ``<stem>.slides.html``: one deck per executed notebook, made with
+  nbconvert's ``SlidesExporter`` (the same as ``jupyter nbconvert --to
+  slides``);
+* ``overview.slides.html``: one deck with the run summary, a table of the
+  notebooks, each notebook's metrics and every extracted figure, the PNGs
+  embedded as base64 so the file is self-contained.
+
+Slide rules (applied to an in-memory copy; the executed notebooks are never
+modified):
+
+* **Tags win.** If any cell of a notebook has ``metadata.slideshow.slide_type``
+  (set in Jupyter with *View > Cell toolbar > Slideshow*, or the property
+  inspector in JupyterLab), the notebook's slide types are used as they are.
+* **Otherwise slides are inferred:** a markdown cell starting with a ``#``
+  or ``##`` heading starts a new slide, one starting with a ``###`` (or
+  deeper) heading a new sub-slide (reveal.js's vertical stack); a code cell
+  with an image output gets a sub-slide of its own so the figure has room;
+  cells with nothing visible are skipped; everything else continues the
+  current slide.
+* **Code input is hidden** in every deck: the slides show markdown and
+  outputs. Tag a code cell ``show-input`` to keep its code on the slide.
+  The usual nbconvert tags work too: ``remove-cell`` drops the cell,
+  ``remove-input``/``hide-input`` hides its code even with ``show-input``
+  absent, ``remove-output``/``hide-output`` drops its outputs.
+* Output noise is dropped: ``stderr`` streams (warnings, progress bars) and
+  widget outputs, which cannot render without a live kernel.
+
+The decks load reveal.js from a CDN (nbconvert's default,
+``https://unpkg.com/reveal.js@4.0.2``), so presenting needs a network
+connection; pass ``reveal_url_prefix`` to point at a local copy instead
+(see ``slides/README.md``).
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from .runner import (
+    SYNTHETIC_LABEL,
+    data_source_label,
+    flatten_metrics,
+    format_value,
+)
+
+__all__ = ["build_slides", "prepare_for_slides", "overview_notebook", "SHOW_INPUT_TAG"]
+
+#: Tag that keeps a code cell's source visible on its slide.
+SHOW_INPUT_TAG = "show-input"
+
+_REMOVE_CELL_TAGS = {"remove-cell"}
+_REMOVE_INPUT_TAGS = {"remove-input", "hide-input"}
+_REMOVE_OUTPUT_TAGS = {"remove-output", "hide-output"}
+_IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_HEADING = re.compile(r"^(#{1,6})\s+\S")
+_MAX_METRIC_ROWS = 14
+
+
+def _tags(cell: Mapping[str, Any]) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []) or [])
+
+
+def _has_slide_metadata(nb: Any) -> bool:
+    return any((cell.get("metadata", {}).get("slideshow") or {}).get("slide_type")
+               for cell in nb.cells)
+
+
+def _heading_level(source: str) -> int:
+    for line in source.splitlines():
+        if line.strip():
+            match = _HEADING.match(line.strip())
+            return len(match.group(1)) if match else 0
+    return 0
+
+
+def _keep_output(output: Mapping[str, Any]) -> bool:
+    if output.get("output_type") == "stream" and output.get("name") == "stderr":
+        return False
+    data = output.get("data") or {}
+    return _WIDGET_MIME not in data
+
+
+def _has_image(cell: Mapping[str, Any]) -> bool:
+    return any(mime in (out.get("data") or {}) for out in cell.get("outputs", [])
+               for mime in _IMAGE_MIMES)
+
+
+def _set_slide_type(cell: Any, slide_type: str) -> None:
+    slideshow = dict(cell.metadata.get("slideshow") or {})
+    slideshow["slide_type"] = slide_type
+    cell.metadata["slideshow"] = slideshow  # NotebookNode converts the dict on assignment
+
+
+def prepare_for_slides(nb: Any) -> Any:
+    """Return a copy of ``nb`` ready for the ``SlidesExporter``.
+
+    Applies the slide rules of this module: drop ``remove-cell`` cells and
+    noisy outputs, hide code input (unless tagged ``show-input``), and infer
+    slide types when the notebook carries none. ``nb`` is not modified.
+    """
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    tagged = _has_slide_metadata(nb)
+    cells = []
+    for cell in nb.cells:
+        tags = _tags(cell)
+        if tags & _REMOVE_CELL_TAGS:
+            continue
+        if cell.cell_type == "code":
+            outputs = [] if tags & _REMOVE_OUTPUT_TAGS else cell.get("outputs", [])
+            cell.outputs = [o for o in outputs if _keep_output(o)]
+            if SHOW_INPUT_TAG not in tags or tags & _REMOVE_INPUT_TAGS:
+                cell.metadata["transient"] = {"remove_source": True}
+        elif tags & _REMOVE_INPUT_TAGS:
+            cell.metadata["transient"] = {"remove_source": True}
+        cells.append(cell)
+    nb.cells = cells
+
+    if not tagged:
+        for cell in nb.cells:
+            hidden_source = cell.metadata.get("transient", {}).get("remove_source", False)
+            if cell.cell_type == "markdown":
+                level = _heading_level(cell.source)
+                if not cell.source.strip():
+                    slide_type = "skip"
+                elif level in (1, 2):
+                    slide_type = "slide"
+                elif level >= 3:
+                    slide_type = "subslide"
+                else:
+                    slide_type = "-"
+            elif cell.cell_type == "code":
+                if _has_image(cell):
+                    slide_type = "subslide"
+                elif cell.outputs or (not hidden_source and cell.source.strip()):
+                    slide_type = "-"
+                else:
+                    slide_type = "skip"
+            else:
+                slide_type = "-" if cell.source.strip() else "skip"
+            _set_slide_type(cell, slide_type)
+
+    visible = [c for c in nb.cells
+               if (c.metadata.get("slideshow") or {}).get("slide_type", "-") not in {"skip", "notes"}]
+    if not visible:  # reveal.js needs at least one slide
+        title = nb.metadata.get("cifarkit_title", "Notebook")
+        cell = nbformat.v4.new_markdown_cell(f"# {title}\n\n(no visible content)")
+        _set_slide_type(cell, "slide")
+        nb.cells.insert(0, cell)
+    return nb
+
+
+def _exporter(reveal_url_prefix: str | None):
+    from nbconvert import SlidesExporter
+
+    kwargs: dict[str, Any] = dict(
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        reveal_scroll=True,
+    )
+    if reveal_url_prefix:
+        kwargs["reveal_url_prefix"] = reveal_url_prefix
+    return SlidesExporter(**kwargs)
+
+
+def _png_output(png_bytes: bytes) -> Any:
+    import nbformat
+
+    return nbformat.v4.new_output(
+        "display_data", data={"image/png": base64.b64encode(png_bytes).decode("ascii")}
+    )
+
+
+def _md(source: str, slide_type: str) -> Any:
+    import nbformat
+
+    cell = nbformat.v4.new_markdown_cell(source)
+    _set_slide_type(cell, slide_type)
+    return cell
+
+
+def _cell_text(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _figure_paths(run_dir: Path, nb_entry: Mapping[str, Any]) -> list[Path]:
+    listed = nb_entry.get("figures")
+    if listed is not None:
+        return [run_dir / f for f in listed]
+    stem = Path(nb_entry["name"]).stem
+    found = (run_dir / "figures").glob(f"{stem}-*.png")
+
+    def index(path: Path) -> int:
+        tail = path.stem.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    return sorted(found, key=index)
+
+
+def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | None = None) -> Any:
+    """Build the overview deck's notebook from ``summary.json`` and the figures.
+
+    Slides: the run (profile, device, precision, data source with synthetic
+    data marked, timing, status), a table of notebooks, then one slide per
+    notebook with its metrics and one sub-slide per figure. Figures are
+    embedded as base64 PNG outputs.
+    """
+    import nbformat
+
+    run_dir = Path(run_dir)
+    if summary is None:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    nbs = summary.get("notebooks", [])
+    n_ok = sum(1 for nb in nbs if nb.get("status") == "ok")
+
+    def joined(values: Any, label=str) -> str:
+        if isinstance(values, str):
+            values = [values]
+        return ", ".join(label(v) for v in values) if values else "unknown"
+
+    cells = []
+    intro = [f"# cifarkit run\n\n`{summary.get('run_name', run_dir.name)}`", ""]
+    if summary.get("synthetic_data"):
+        intro += [f"**⚠ {SYNTHETIC_LABEL}**: results below are not CIFAR-10 numbers.", ""]
+    intro += [
+        "| | |", "|---|---|",
+        f"| Status | {n_ok}/{len(nbs)} notebooks ok |",
+        f"| Profile | `{summary.get('profile', '?')}` |",
+        f"| Device | {_cell_text(joined(summary.get('device')))} |",
+        f"| Precision | {_cell_text(joined(summary.get('precision')))} |",
+        f"| Data source | {_cell_text(joined(summary.get('data_source'), data_source_label))} |",
+        f"| Started | {summary.get('started_at', '?')} |",
+        f"| Total duration | {float(summary.get('duration_s', 0.0)):.1f} s |",
+    ]
+    cells.append(_md("\n".join(intro), "slide"))
+
+    table = ["## Notebooks", "", "| Notebook | Status | Seconds | Data |", "|---|---|---:|---|"]
+    for nb in nbs:
+        m = nb.get("metrics") or {}
+        status = "ok" if nb.get("status") == "ok" else "**FAILED**"
+        data = data_source_label(m.get("data_source")) if m else "-"
+        table.append(f"| {_cell_text(nb['name'])} | {status} | "
+                     f"{float(nb.get('duration_s', 0.0)):.1f} | {_cell_text(data)} |")
+    cells.append(_md("\n".join(table), "slide"))
+
+    for nb in nbs:
+        stem = Path(nb["name"]).stem
+        lines = [f"## {stem}", ""]
+        if nb.get("status") != "ok":
+            lines += [f"**FAILED**: `{nb.get('error')}`", ""]
+        m = nb.get("metrics")
+        if m:
+            if str(m.get("data_source", "")).lower() == "synthetic":
+                lines += [f"Data: **{SYNTHETIC_LABEL}**", ""]
+            rows = flatten_metrics(m)
+            if rows:
+                lines += ["| Metric | Value |", "|---|---|"]
+                lines += [f"| {_cell_text(k)} | {_cell_text(format_value(v, max_items=5))} |"
+                          for k, v in rows[:_MAX_METRIC_ROWS]]
+                if len(rows) > _MAX_METRIC_ROWS:
+                    lines.append(f"| ... | {len(rows) - _MAX_METRIC_ROWS} more in summary.md |")
+        else:
+            lines.append("_No metrics written._")
+        cells.append(_md("\n".join(lines), "slide"))
+        figures = _figure_paths(run_dir, nb)
+        for k, fig in enumerate(figures, start=1):
+            if not fig.is_file():
+                cells.append(_md(f"### {stem}: figure {k}\n\n_missing file `{fig.name}`_", "subslide"))
+                continue
+            cells.append(_md(f"### {stem}: figure {k}", "subslide"))
+            code = nbformat.v4.new_code_cell("")
+            code.outputs = [_png_output(fig.read_bytes())]
+            code.metadata["transient"] = {"remove_source": True}
+            _set_slide_type(code, "-")
+            cells.append(code)
+
+    overview = nbformat.v4.new_notebook(cells=cells)
+    overview.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    overview.metadata["language_info"] = {"name": "python"}
+    overview.metadata["title"] = f"cifarkit run {summary.get('run_name', run_dir.name)}"
+    return overview
+
+
+def _executed_notebooks(run_dir: Path, summary: Mapping[str, Any] | None) -> list[Path]:
+    if summary and summary.get("notebooks"):
+        paths = []
+        for nb in summary["notebooks"]:
+            executed = nb.get("executed")
+            if executed and (run_dir / executed).is_file():
+                paths.append(run_dir / executed)
+        return paths
+    return sorted(p for p in run_dir.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slides", *,
+                 reveal_url_prefix: str | None = None) -> list[Path]:
+    """Write reveal.js decks for a run into ``out_dir/<run name>/``.
+
+    One ``<stem>.slides.html`` per executed notebook of ``run_dir`` (failed
+    ones included: their deck ends at the traceback), then
+    ``overview.slides.html`` built from ``summary.json`` and ``figures/``.
+    Existing decks of the same name are replaced. Returns the written paths
+    (notebook decks in run order, the overview last).
+
+    ``reveal_url_prefix`` overrides where reveal.js is loaded from (default:
+    nbconvert's CDN URL), e.g. ``"reveal.js"`` for a local copy next to the
+    decks.
+    """
+    import nbformat
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {str(run_dir)!r}")
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} has no summary.json; is it a run directory made by "
+            "`python -m cifarkit run`?"
+        )
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    notebooks = _executed_notebooks(run_dir, summary)
+
+    dest = Path(out_dir) / run_dir.resolve().name
+    dest.mkdir(parents=True, exist_ok=True)
+    exporter = _exporter(reveal_url_prefix)
+    written: list[Path] = []
+    for path in notebooks:
+        nb = nbformat.read(str(path), as_version=4)
+        nb.metadata["cifarkit_title"] = path.stem
+        nb.metadata["title"] = path.stem
+        body, _ = exporter.from_notebook_node(prepare_for_slides(nb))
+        stem = path.stem if path.stem != "overview" else "overview-notebook"
+        target = dest / f"{stem}.slides.html"
+        target.write_text(body, encoding="utf-8")
+        written.append(target)
+
+    body, _ = exporter.from_notebook_node(overview_notebook(run_dir, summary))
+    target = dest / "overview.slides.html"
+    target.write_text(body, encoding="utf-8")
+    written.append(target)
+    return written
