@@ -28,11 +28,22 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(PY) -m cifarkit run --profile quick
 
+# nbval executes each notebook once (quick profile from the environment: nbval cannot inject
+# parameters) in copies that carry the expected output of the `# NBVAL_CHECK_OUTPUT` cells.
+NBVAL_DIR := build/nbval
+NBVAL_ENV := CIFARKIT_PROFILE=quick CIFARKIT_HEADLESS=1 CIFARKIT_RESULTS_DIR=$(CURDIR)/$(NBVAL_DIR)/results
+NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
+
 test: $(STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	rm -rf $(NBVAL_DIR) && $(PY) tests/nbval_prepare.py $(NBVAL_DIR)
+	$(NBVAL_ENV) $(PY) -m pytest tests $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -m "not notebooks" $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-notebooks: $(STAMP)
+	rm -rf $(NBVAL_DIR) && $(PY) tests/nbval_prepare.py $(NBVAL_DIR)
+	$(NBVAL_ENV) $(PY) -m pytest $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS)
 
 test-browser: $(STAMP)
 	$(PY) -m pip install -q -r tests/browser/requirements.txt

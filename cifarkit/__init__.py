@@ -6,19 +6,49 @@ plots     Animator, show_figure;  timing: Timer
 models    ResNetForCifar, GatedCNN, GatedBlock, resnet152_transfer, remove_skip_connections, SmallResNet
 freezing  freeze_initial, unfreeze_all, count_parameters
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
-features  extract_features (frozen-backbone feature caching)
+features  extract_features, split_head (frozen-backbone feature caching)
 notebooks resolve_profile, record_results, artifacts_dir
+
+Names are imported on first use, so `python -m cifarkit run` starts without loading torch.
 """
-from .callbacks import Callback, Checkpoint
-from .data import (CorruptDataError, DataUnavailableError, load_cifar10, load_data, textbook_loader,
-                   torchvision_dataset)
-from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CifarData, stratified_indices
-from .devices import resolve_device, resolve_precision
-from .loader import TensorLoader
-from .plotting import Animator, show_figure
-from .profiles import resolve_profile
-from .results import artifacts_dir, record_results
-from .timing import Timer
-from .training import History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "callbacks": ["Callback", "Checkpoint"],
+    "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
+             "textbook_loader", "torchvision_dataset"],
+    "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
+    "devices": ["resolve_device", "resolve_precision"],
+    "features": ["extract_features", "split_head"],
+    "freezing": ["count_parameters", "freeze_initial", "unfreeze_all", "trainable_parameters"],
+    "gradients": [],
+    "loader": ["FeatureLoader", "TensorLoader"],
+    "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "resnet152_transfer",
+               "remove_skip_connections"],
+    "plotting": ["Animator", "show_figure"],
+    "profiles": ["resolve_profile"],
+    "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
+                "remove_pruning", "sparsity", "SparsityTracker"],
+    "results": ["artifacts_dir", "record_results"],
+    "synthetic": ["synthetic_cifar"],
+    "timing": ["Timer"],
+    "training": ["History", "NonFiniteLossError", "Tester", "Trainer", "evaluate", "seed_everything"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _EXPORTS:  # submodules: ck.pruning, ck.models, ...
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_EXPORTS))

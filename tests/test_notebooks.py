@@ -1,0 +1,108 @@
+"""Notebook hygiene: what every committed notebook must look like (executing them is nbval's job,
+in `make test`, over the copies built by tests/nbval_prepare.py)."""
+import ast
+import importlib
+import re
+import sys
+import types
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+import cifarkit
+from conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def python_source(cell) -> str:
+    """Cell source with IPython syntax (%pip, !cmd) turned into plain Python."""
+    return TransformerManager().transform_cell(cell.source)
+
+
+def kit_names() -> set:
+    names = set(cifarkit.__all__)
+    for module in cifarkit._EXPORTS:
+        mod = importlib.import_module(f"cifarkit.{module}")
+        names |= {n for n, v in vars(mod).items() if not n.startswith("_") and callable(v)
+                  and getattr(v, "__module__", "").startswith("cifarkit")}
+    return names
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_outputs_are_stripped(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in code_cells(nb):
+        assert not cell.outputs and cell.execution_count is None, f"{path.name}: cell {cell.id} has outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_one_parameters_cell_first_with_plain_literals(path):
+    cells = code_cells(nbformat.read(path, as_version=4))
+    tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0] is cells[0], "the parameters cell must be the first code cell"
+    assert tagged[0].source.startswith("# parameters"), "Colab cannot show tags: start with '# parameters'"
+    tree = ast.parse(tagged[0].source)
+    names = set()
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.unparse(node)
+        ast.literal_eval(node.value)  # plain literals only: papermill injects after this cell
+        names.add(node.targets[0].id)
+    assert "profile" in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_setup_resolves_a_profile_and_results_and_invariants_close(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = code_cells(nb)
+    assert "resolve_profile(profile" in cells[2].source, "third code cell: the setup cell"
+    assert "record_results(" in cells[-2].source, "second-to-last code cell: the results cell"
+    assert re.search(r"^assert ", cells[-1].source, re.M), "last code cell: the invariants"
+    assert "colab-badge.svg" in nb.cells[0].source and path.name in nb.cells[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_helper_is_redefined_and_no_exception_is_hidden(path):
+    kit = {n.lower() for n in kit_names()}
+    for cell in code_cells(nbformat.read(path, as_version=4)):
+        tree = ast.parse(python_source(cell))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+                assert node.name.lower() not in kit, f"{path.name}: defines {node.name}, which cifarkit provides"
+            assert not isinstance(node, ast.Try), f"{path.name}: try/except in a notebook can hide an exception"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_colab_install_cell_does_nothing_outside_colab(path, monkeypatch):
+    cells = code_cells(nbformat.read(path, as_version=4))
+    install = cells[1]
+    assert "google.colab" in install.source and "pip install" in install.source
+    calls = []
+    shell = types.SimpleNamespace(run_line_magic=lambda *a: calls.append(a),
+                                  system=lambda *a: calls.append(a))
+    code = python_source(install)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(code, {"get_ipython": lambda: shell})
+    assert calls == [], "outside Colab the install cell must not install anything"
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(code, {"get_ipython": lambda: shell})
+    assert len(calls) == 1 and "cifarkit" in str(calls[0]), "on Colab it installs the kit"
+
+
+def test_every_public_name_resolves_and_is_documented():
+    for name in cifarkit.__all__:
+        obj = getattr(cifarkit, name)
+        if callable(obj):
+            assert obj.__doc__, f"cifarkit.{name} has no docstring"
