@@ -275,3 +275,57 @@ def freeze_initial(model: nn.Module, fraction: float, by: str = "parameters",
         frozen_parameters=[n for n, p in named if id(p) in frozen_ids],
         eval_norm_layers=eval_norm,
     )
+
+
+def set_frozen_bn_eval(model: nn.Module) -> list:
+    """Pin every frozen BatchNorm layer of `model` to eval mode, now and after ``model.train()``.
+
+    A BatchNorm layer counts as frozen when it has affine parameters and none of them requires
+    grad. Each such layer gets the same forward pre-hook that `cifarkit.freezing.freeze_initial`
+    installs: right before every forward pass it sets ``layer.training = False``, so the layer
+    normalises with its running statistics and never updates them, however often
+    ``model.train()`` is called (a Trainer calls it every epoch). `cifarkit.freezing.unfreeze_all`
+    and `unfreeze` release the layers again; `cifarkit.freezing.frozen_norm_layers` lists them.
+    Calling it twice installs no second hook. Returns the names of the pinned layers.
+    """
+    pinned = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm):
+            continue
+        params = list(m.parameters(recurse=False))
+        if not params or any(p.requires_grad for p in params):
+            continue
+        if not any(h is _keep_in_eval for h in m._forward_pre_hooks.values()):
+            m.register_forward_pre_hook(_keep_in_eval)
+        m.training = False
+        pinned.append(name)
+    return pinned
+
+
+def unfreeze(model: nn.Module, names) -> int:
+    """Make the parameters of the named submodules of `model` trainable.
+
+    `names` is an iterable of dotted module names (``["layer1.2", "fc"]``, e.g. the list
+    returned by `remove_skip_connections` plus the classifier) or a single name. Norm layers
+    inside them that `set_frozen_bn_eval`/`freeze_initial` pinned to eval mode are released
+    (they follow ``model.train()``/``eval()`` again). Returns the number of parameter tensors
+    whose ``requires_grad`` went from False to True. Raises ValueError for an unknown name.
+    """
+    if isinstance(names, str):
+        names = [names]
+    modules = []
+    for name in names:
+        try:
+            modules.append(model.get_submodule(name))
+        except AttributeError as e:
+            raise ValueError(f"model has no submodule {name!r}") from e
+    changed = 0
+    for module in modules:
+        for p in module.parameters():
+            if not p.requires_grad:
+                p.requires_grad_(True)
+                changed += 1
+        for m in module.modules():
+            if _remove_eval_hooks(m):
+                m.train(model.training)
+    return changed

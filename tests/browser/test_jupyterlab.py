@@ -1,0 +1,147 @@
+"""The kit where students meet it: a real JupyterLab on localhost, driven by Chromium through Playwright.
+
+Opens 01_softmax_vs_logits.ipynb (quick profile), runs all cells, waits for the end, and checks
+that no cell shows an error, that the Animator's figure is redrawn in place (one output showing at
+least two distinct renders, not a stack of figures), and that the progress bar is a widget.
+A screenshot is saved to build/browser/.
+
+Needs Debian's Chromium (`apt-get install chromium`) and the `playwright` package; `make
+test-browser` installs both. Skipped when either is missing.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = "01_softmax_vs_logits.ipynb"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "build" / "browser"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+
+# Poll in the page: for every code cell, the image sources of its outputs, by output position.
+SNAPSHOT_JS = """
+() => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell')).map((cell, i) => {
+  const outs = Array.from(cell.querySelectorAll('.jp-OutputArea-child'));
+  return outs.map((o, j) => {
+    const img = o.querySelector('img');
+    return img ? img.getAttribute('src').slice(-200) : null;
+  });
+})
+"""
+PROMPTS_JS = """
+() => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt'))
+        .map(p => p.textContent.trim())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 over a copy of the notebooks, with a token."""
+    work = tmp_path / "lab"
+    shutil.copytree(REPO / "notebooks", work, ignore=shutil.ignore_patterns("results", "artifacts"))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k not in ("CIFARKIT_HEADLESS", "CIFARKIT_RESULTS_DIR")}
+    env.update(CIFARKIT_PROFILE="quick", CIFARKIT_RESULTS_DIR=str(work / "results"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    log = open(tmp_path / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=False"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url, token
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def test_notebook_01_runs_in_jupyterlab(jupyterlab):
+    url, token = jupyterlab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
+        # wait for the kernel before running, so 'run all' is not lost
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                               ".jp-KernelStatus-success, .jp-Toolbar-kernelStatus", timeout=90_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+        renders: dict[tuple[int, int], set[str]] = {}
+        deadline = time.monotonic() + 600
+        started = False
+        while time.monotonic() < deadline:
+            for i, outs in enumerate(page.evaluate(SNAPSHOT_JS)):
+                for j, src in enumerate(outs):
+                    if src:
+                        renders.setdefault((i, j), set()).add(src)
+            prompts = page.evaluate(PROMPTS_JS)
+            busy = any("*" in pr for pr in prompts)
+            started = started or busy
+            if started and not busy and prompts and all(pr.strip("[]: ") for pr in prompts):
+                break
+            time.sleep(0.3)
+        else:
+            page.screenshot(path=str(ARTIFACTS / "timeout.png"), full_page=True)
+            pytest.fail("the notebook did not finish within 10 minutes")
+        for i, outs in enumerate(page.evaluate(SNAPSHOT_JS)):  # final state
+            for j, src in enumerate(outs):
+                if src:
+                    renders.setdefault((i, j), set()).add(src)
+        page.screenshot(path=str(ARTIFACTS / "01_softmax_vs_logits.png"), full_page=True)
+
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                              has_text="Traceback")
+        assert errors.count() == 0, errors.first.inner_text()[:2000]
+        assert not page.locator(".jp-OutputArea-output", has_text="Error:").filter(
+            has_text="Traceback").count()
+
+        live = {pos: srcs for pos, srcs in renders.items() if len(srcs) >= 2}
+        assert live, "no output was redrawn in place: the Animator must update one display"
+        cell, _ = next(iter(live))
+        images_in_cell = [pos for pos in renders if pos[0] == cell]
+        assert len(images_in_cell) < sum(len(s) for pos, s in renders.items() if pos[0] == cell), \
+            "figures were stacked instead of updated in place"
+
+        progress = page.locator(".jp-OutputArea-output .widget-hprogress, .jp-OutputArea-output .widget-progress, "
+                                ".jp-OutputArea-output .jupyter-widgets progress, "
+                                ".jp-OutputArea-output [class*='widget-progress']")
+        assert progress.count() > 0, "the tqdm progress bar did not render as a widget"
+        browser.close()
