@@ -41,10 +41,11 @@ class Features:
 
 
 @torch.inference_mode()
-def extract_features(backbone: nn.Module, loader, device=None, precision: str = "32",
+def extract_features(backbone: nn.Module, loader, device=None, precision: str = "auto",
                      progress: bool = True) -> Features:
     """Run `backbone` in eval mode over `loader` (which must not augment) and collect its outputs,
-    flattened to N x D float32 tensors on the loader's device."""
+    flattened to N x D float32 tensors on the loader's device. `precision` defaults to the
+    Trainer's choice ("auto"), so cached features match what the uncached loop computes."""
     if getattr(loader, "augment", False):
         raise ValueError("feature caching needs a loader without augmentation: cached features are "
                          "computed once, so random crops/flips would be frozen into them")

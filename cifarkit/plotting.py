@@ -56,12 +56,12 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def show_figure(fig: Figure, dpi: int = 100):
-    """Display a `Figure` in a notebook as a PNG (a no-op outside a kernel). Returns the handle."""
+def show_figure(fig: Figure, dpi: int = 100) -> None:
+    """Display a `Figure` in a notebook as a PNG (a no-op outside a kernel)."""
     if not in_kernel():
-        return None
+        return
     from IPython.display import Image, display
-    return display(Image(data=figure_png(fig, dpi)), display_id=True)
+    display(Image(data=figure_png(fig, dpi)))
 
 
 class Animator:

@@ -56,8 +56,8 @@ def test_cached_head_training_matches_the_uncached_loop():
 
     net2 = frozen_net()
     backbone, head = split_head(net2)
-    f_train = extract_features(backbone, TensorLoader(x, y, 64), progress=False)
-    f_test = extract_features(backbone, test, progress=False)
+    f_train = extract_features(backbone, TensorLoader(x, y, 64), precision="32", progress=False)
+    f_test = extract_features(backbone, test, precision="32", progress=False)
     assert f_train.features.shape == (192, 32)
     cached = Trainer(3, precision="32", progress=False, log=False).fit(
         head, f_train.loader(32, shuffle=True, seed=7), f_test.loader(64),
