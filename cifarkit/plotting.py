@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DEFAULT_METRICS = ("train_loss", "train_acc", "val_acc")
 
@@ -131,6 +132,9 @@ class Animator:
             ax.set_xlim(c["xlim"])
         if c["ylim"]:
             ax.set_ylim(c["ylim"])
+        xs_all = [x for xs in (self.X or []) for x in xs]
+        if xs_all and all(float(x).is_integer() for x in xs_all):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no 1.25, 1.5, ...
         if self.legend:
             ax.legend(loc="best", fontsize="small")
         ax.grid(True, alpha=0.3)

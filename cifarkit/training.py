@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch.nn as nn
 
 from . import devices
 from .callbacks import Callback
+from .plotting import in_live_kernel
 
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
@@ -205,7 +207,8 @@ class Trainer:
             batches when autocast is used, where it pays off).
         callbacks: objects with `on_fit_start / on_epoch_end / on_fit_end` (see `cifarkit.callbacks`),
             e.g. `Animator()`, `Checkpoint(path)`, `SparsityTracker()`.
-        progress: show a tqdm progress bar (the one-line log per epoch is printed either way).
+        progress: show a tqdm progress bar: True, False, or "auto" (in a live notebook or a terminal,
+            not in headless runs such as papermill; the one-line log per epoch is printed either way).
         log: print one plain line per epoch (readable in papermill output).
         sync_every: batches between the loop's host syncs (loss check and progress postfix).
         scheduler_interval: "epoch", "step", or "auto" (per step for OneCycleLR/CyclicLR).
@@ -214,7 +217,7 @@ class Trainer:
     """
 
     def __init__(self, max_epochs: int, device="auto", precision="auto", channels_last: bool | None = None,
-                 callbacks=None, progress: bool = True, log: bool = True, sync_every: int = 50,
+                 callbacks=None, progress="auto", log: bool = True, sync_every: int = 50,
                  scheduler_interval: str = "auto", grad_clip: float | None = None,
                  limit_train_batches: int | None = None):
         if not isinstance(max_epochs, int) or max_epochs < 0:
@@ -361,6 +364,8 @@ class Trainer:
     def _progress_bar(self, per_epoch):
         if not self.progress or self.epoch >= self.max_epochs:
             return None
+        if self.progress == "auto" and not in_live_kernel() and not sys.stderr.isatty():
+            return None  # papermill, nbval, CI logs: a bar would only leave 0% lines; the epoch log stays
         from tqdm.auto import tqdm
         per_epoch = min(per_epoch, self.limit_train_batches or per_epoch)
         return tqdm(total=(self.max_epochs - self.epoch) * per_epoch, desc="training", unit="batch",
