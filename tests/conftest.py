@@ -7,6 +7,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10"
 
+# The fixture notebooks are inputs of the runner tests, not notebooks to validate: with
+# --nbval-lax pytest would otherwise collect and execute them outside their test.
+collect_ignore = ["fixtures"]
+
 # Tests must not depend on the developer's data or on a live plot.
 os.environ.setdefault("CIFARKIT_HEADLESS", "1")
 
