@@ -108,6 +108,23 @@ def _masked_count(module: nn.Module, name: str = "weight") -> int:
     return 0 if mask is None else int((mask == 0).sum())
 
 
+def _give_contiguous_masks(params) -> None:
+    """Make every mask `global_unstructured` will flatten contiguous.
+
+    torch flattens masks and scores with ``view(-1)``, which fails on channels_last tensors (the
+    Trainer puts models in that format under autocast, and ``model.to(memory_format=...)``
+    converts 4-d mask buffers as well). A tensor that is not pruned yet and whose weight is not
+    contiguous first gets an all-ones mask (torch would otherwise build one with ``ones_like``,
+    keeping the channels_last layout); then every mask is replaced by a contiguous copy.
+    """
+    for module, name in params:
+        if name + "_mask" not in module._buffers and not getattr(module, name).is_contiguous():
+            prune.identity(module, name)
+        mask = module._buffers.get(name + "_mask")
+        if mask is not None:
+            module._buffers[name + "_mask"] = mask.contiguous()
+
+
 # --------------------------------------------------------------------------- reports
 
 @dataclass
@@ -262,8 +279,9 @@ def global_magnitude_prune(model: nn.Module, amount: float, types=DEFAULT_TYPES,
                 f"the {masked_before:,} weights already masked; nothing pruned (pruning never "
                 f"un-prunes)", UserWarning, stacklevel=2)
         torch_amount = max(0, target - masked_before)  # an int: absolute count
+    _give_contiguous_masks(params)
     # Rank by the fresh effective weights, not by `module.weight` cached at the last forward.
-    scores = {(m, n): _effective(m, n) for m, n in params}
+    scores = {(m, n): _effective(m, n).contiguous() for m, n in params}
     with torch.no_grad():
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured,
                                   importance_scores=scores, amount=torch_amount)

@@ -211,6 +211,33 @@ def test_pruning_twice_incremental_matches_torch():
 
 # --------------------------------------------------------------------------- training behaviour
 
+@pytest.mark.parametrize("prune_before_fit", [False, True])
+def test_pruning_works_on_a_channels_last_model_after_a_bf16_fit(prune_before_fit):
+    """The Trainer converts models (and 4-d mask buffers) to channels_last under autocast;
+    pruning right after such a fit must work and match pruning the contiguous twin exactly."""
+    from cifarkit.loader import TensorLoader
+    from cifarkit.training import Trainer
+    from conftest import random_images
+
+    net = tiny()
+    if prune_before_fit:
+        global_magnitude_prune(net, 0.2)
+    x, y = random_images(64)
+    Trainer(1, precision="bf16", progress=False, log=False).fit(net, TensorLoader(x, y, 32))
+    conv = net.conv2
+    assert not (conv.weight_orig if prune_before_fit else conv.weight).is_contiguous()
+    twin = tiny()
+    load_pruned_state_dict(twin, net.state_dict())
+
+    report = global_magnitude_prune(net, 0.3)
+    expected = global_magnitude_prune(twin, 0.3)
+    assert report.zeros == expected.zeros == round(0.3 * TINY_TOTAL)
+    assert all(torch.equal(mask_of(net)[k], mask_of(twin)[k]) for k in mask_of(twin))
+    with torch.no_grad():
+        net.eval(), twin.eval()
+        torch.testing.assert_close(net(x4()), twin(x4()), rtol=1e-4, atol=1e-5)
+
+
 def test_masked_weights_stay_zero_under_adam_with_weight_decay():
     net = tiny()
     opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-2)  # built before pruning
