@@ -583,17 +583,39 @@ class GatedBlock(nn.Module):
     kept) live in ``self.convs`` and the gate layer in ``self.gate``; the forward runs them as one
     wide convolution, which is faster on CPU and gives the same result. The gates of the last
     forward pass are kept, detached, in ``self.last_gates`` (B x n_convs) for plotting.
+
+    ``gate_init`` chooses how the gate layer starts:
+
+    * ``"default"``: PyTorch's Linear initialisation. Each gate then tends to start either open or
+      shut (ReLU at 0) for nearly every image, and a block whose gates are all shut passes neither
+      signal nor gradient.
+    * ``"open"``: weights 0 and bias 1, so every gate starts at exactly 1 for every image (all
+      convolutions fully on, equal shares) and learns from there.
+
+    Both draw the same random numbers, so with the same seed the convolutions start identical.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, n_convs: int = 3):
+    GATE_INITS = ("default", "open")
+
+    def __init__(self, in_ch: int, out_ch: int, n_convs: int = 3, gate_init: str = "default"):
         super().__init__()
         for name, v in (("in_ch", in_ch), ("out_ch", out_ch), ("n_convs", n_convs)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if gate_init not in self.GATE_INITS:
+            raise ValueError(f"gate_init must be one of {self.GATE_INITS}, got {gate_init!r}")
         self.in_ch, self.out_ch, self.n_convs = in_ch, out_ch, n_convs
         self.gate = nn.Linear(in_ch, n_convs)
         self.convs = nn.ModuleList(nn.Conv2d(in_ch, out_ch, 3, padding=1) for _ in range(n_convs))
+        if gate_init == "open":
+            self.open_gates()
         self.last_gates: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def open_gates(self) -> None:
+        """Set the gate layer to weights 0, bias 1: every gate becomes exactly 1 for any input."""
+        self.gate.weight.zero_()
+        self.gate.bias.fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gates = F.relu(self.gate(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))  # B x n
@@ -621,6 +643,8 @@ class GatedCNN(nn.Module):
         dropout: dropout probability in the head.
         num_classes: outputs.
         hidden: width of the head's hidden layer (default 256).
+        gate_init: ``"default"`` (PyTorch's initialisation, as in the original model) or
+            ``"open"`` (every gate starts at 1); see `GatedBlock`.
 
     Parameter count with the defaults: 11,872,098 (11,735,256 in the gated blocks, 2,944 in
     BatchNorm, 133,898 in the head); about 0.41 GFLOP per 32x32 image forward
@@ -628,7 +652,8 @@ class GatedCNN(nn.Module):
     """
 
     def __init__(self, widths=(64, 128, 256, 512, 512), convs_per_block: int = 3,
-                 dropout: float = 0.3, num_classes: int = 10, hidden: int = 256):
+                 dropout: float = 0.3, num_classes: int = 10, hidden: int = 256,
+                 gate_init: str = "default"):
         super().__init__()
         widths = tuple(widths)
         if len(widths) != 5 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
@@ -644,7 +669,7 @@ class GatedCNN(nn.Module):
         stages, in_ch = [], 3
         for w in widths:
             stages.append(nn.Sequential(OrderedDict([
-                ("gate_block", GatedBlock(in_ch, w, convs_per_block)),
+                ("gate_block", GatedBlock(in_ch, w, convs_per_block, gate_init)),
                 ("bn", nn.BatchNorm2d(w)),
                 ("pool", nn.MaxPool2d(2)),
             ])))

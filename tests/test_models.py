@@ -484,6 +484,24 @@ def test_gated_cnn_shapes_gates_and_validation():
             GatedCNN(**bad)
 
 
+def test_open_gate_init_starts_every_gate_at_one_with_the_same_convolutions():
+    torch.manual_seed(13)
+    default = GatedCNN(widths=(8, 8, 16, 16, 32), hidden=16)
+    torch.manual_seed(13)
+    opened = GatedCNN(widths=(8, 8, 16, 16, 32), hidden=16, gate_init="open")
+    assert torch.equal(opened.gate_values(images(3)), torch.ones(5, 3))
+    for blk in opened.gated_blocks:
+        assert torch.equal(blk.last_gates, torch.ones(3, 3))
+        assert torch.count_nonzero(blk.gate.weight) == 0
+    for a, b in zip(default.gated_blocks, opened.gated_blocks):
+        assert torch.equal(a.convs[0].weight, b.convs[0].weight)  # same random draws
+        assert not torch.equal(a.gate.bias, b.gate.bias)
+    opened(images(2)).sum().backward()
+    assert opened.gated_blocks[0].gate.weight.grad.abs().sum() > 0  # open gates still learn
+    with pytest.raises(ValueError, match="gate_init"):
+        GatedCNN(gate_init="closed")
+
+
 def test_apply_weights_on_a_custom_model(tmp_path):
     model = SmallResNet(1, widths=(4, 8))
     assert apply_weights(model, None, "resnet18") == "random"
