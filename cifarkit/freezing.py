@@ -160,14 +160,20 @@ def unfreeze_all(model: nn.Module) -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"unfreeze_all() needs an nn.Module, got {type(model).__name__}")
+    return _unfreeze_modules(model, [model])
+
+
+def _unfreeze_modules(model: nn.Module, modules) -> int:
+    """Make the parameters of `modules` (submodules of `model`) trainable; release pinned norms."""
     changed = 0
-    for p in model.parameters():
-        if not p.requires_grad:
-            p.requires_grad_(True)
-            changed += 1
-    for m in model.modules():
-        if _remove_eval_hooks(m):
-            m.train(model.training)
+    for module in modules:
+        for p in module.parameters():
+            if not p.requires_grad:
+                p.requires_grad_(True)
+                changed += 1
+        for m in module.modules():
+            if _remove_eval_hooks(m):
+                m.train(model.training)
     return changed
 
 
@@ -319,13 +325,4 @@ def unfreeze(model: nn.Module, names) -> int:
             modules.append(model.get_submodule(name))
         except AttributeError as e:
             raise ValueError(f"model has no submodule {name!r}") from e
-    changed = 0
-    for module in modules:
-        for p in module.parameters():
-            if not p.requires_grad:
-                p.requires_grad_(True)
-                changed += 1
-        for m in module.modules():
-            if _remove_eval_hooks(m):
-                m.train(model.training)
-    return changed
+    return _unfreeze_modules(model, modules)

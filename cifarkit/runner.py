@@ -713,8 +713,40 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[
     return rows
 
 
-def _md_cell(text: Any) -> str:
+def md_cell(text: Any) -> str:
+    """`text` made safe for one cell of a markdown table."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def joined(values: Any, label=str) -> str:
+    """``"a, b"`` for a summary field holding one value or a list of them; "unknown" if empty."""
+    if isinstance(values, str):
+        values = [values]
+    return ", ".join(label(v) for v in values) if values else "unknown"
+
+
+def metrics_markdown(metrics: Mapping[str, Any] | None, max_rows: int | None = None,
+                     max_items: int = 8, overflow: str = "more") -> list[str]:
+    """Markdown lines for one notebook's metrics: a synthetic-data marker, then a table.
+
+    At most `max_rows` rows (all when None); the rest are counted in a last row that says
+    ``"<n> <overflow>"``. An empty list when there are no metrics.
+    """
+    if not metrics:
+        return []
+    lines = []
+    if str(metrics.get("data_source", "")).lower() == "synthetic":
+        lines += [f"Data: **{SYNTHETIC_LABEL}**", ""]
+    rows = flatten_metrics(metrics)
+    if rows:
+        shown = rows if max_rows is None else rows[:max_rows]
+        lines += ["| Metric | Value |", "|---|---|"]
+        lines += [f"| {md_cell(k)} | {md_cell(format_value(v, max_items=max_items))} |"
+                  for k, v in shown]
+        if len(rows) > len(shown):
+            lines.append(f"| ... | {len(rows) - len(shown)} {overflow} |")
+        lines.append("")
+    return lines
 
 
 def _summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
@@ -757,9 +789,6 @@ def _summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
 
 def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     """Render a ``summary.json`` dict as a Markdown report."""
-    def joined(values: Sequence[Any], label=str) -> str:
-        return ", ".join(label(v) for v in values) if values else "unknown"
-
     nbs = summary["notebooks"]
     n_ok = sum(1 for nb in nbs if nb["status"] == "ok")
     lines = [f"# cifarkit run `{summary['run_name']}`", ""]
@@ -771,12 +800,12 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     params = summary.get("parameters") or {}
     lines += [
         "| | |", "|---|---|",
-        f"| Status | {'all notebooks passed' if summary['ok'] else 'FAILED: ' + _md_cell(', '.join(summary['failed']))} ({n_ok}/{len(nbs)} ok) |",
+        f"| Status | {'all notebooks passed' if summary['ok'] else 'FAILED: ' + md_cell(', '.join(summary['failed']))} ({n_ok}/{len(nbs)} ok) |",
         f"| Profile | `{summary['profile']}` |",
-        f"| Parameters | {_md_cell(', '.join(f'{k}={v!r}' for k, v in params.items())) if params else '(defaults)'} |",
-        f"| Device | {_md_cell(joined(summary['device']))} |",
-        f"| Precision | {_md_cell(joined(summary['precision']))} |",
-        f"| Data source | {_md_cell(joined(summary['data_source'], data_source_label))} |",
+        f"| Parameters | {md_cell(', '.join(f'{k}={v!r}' for k, v in params.items())) if params else '(defaults)'} |",
+        f"| Device | {md_cell(joined(summary['device']))} |",
+        f"| Precision | {md_cell(joined(summary['precision']))} |",
+        f"| Data source | {md_cell(joined(summary['data_source'], data_source_label))} |",
         f"| Started | {summary['started_at']} |",
         f"| Total duration | {summary['duration_s']:.1f} s |",
         "",
@@ -788,10 +817,10 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
         m = nb.get("metrics") or {}
         status = "ok" if nb["status"] == "ok" else "**FAILED**"
         lines.append(
-            f"| {_md_cell(nb['name'])} | {status} | {nb['duration_s']:.1f} | "
-            f"{_md_cell(data_source_label(m.get('data_source')) if m else '-')} | "
-            f"{_md_cell(m.get('device', '-'))} | {_md_cell(m.get('precision', '-'))} | "
-            f"{_md_cell(nb['error'] or '')} |"
+            f"| {md_cell(nb['name'])} | {status} | {nb['duration_s']:.1f} | "
+            f"{md_cell(data_source_label(m.get('data_source')) if m else '-')} | "
+            f"{md_cell(m.get('device', '-'))} | {md_cell(m.get('precision', '-'))} | "
+            f"{md_cell(nb['error'] or '')} |"
         )
     lines += ["", "## Results per notebook", ""]
     for nb in nbs:
@@ -801,13 +830,7 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
                       "keeps the traceback.", ""]
         m = nb.get("metrics")
         if m:
-            if str(m.get("data_source", "")).lower() == "synthetic":
-                lines += [f"Data: **{SYNTHETIC_LABEL}**", ""]
-            rows = flatten_metrics(m)
-            if rows:
-                lines += ["| Metric | Value |", "|---|---|"]
-                lines += [f"| {_md_cell(k)} | {_md_cell(format_value(v))} |" for k, v in rows]
-                lines.append("")
+            lines += metrics_markdown(m)
         else:
             lines += [f"_No metrics ({nb.get('metrics_note') or 'none written'})._", ""]
         for k, fig in enumerate(nb["figures"], start=1):

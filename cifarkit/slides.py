@@ -46,12 +46,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .runner import (
-    SYNTHETIC_LABEL,
-    data_source_label,
-    flatten_metrics,
-    format_value,
-)
+from .runner import SYNTHETIC_LABEL, data_source_label, joined, md_cell, metrics_markdown
 
 __all__ = ["build_slides", "prepare_for_slides", "overview_notebook", "SHOW_INPUT_TAG"]
 
@@ -191,10 +186,6 @@ def _md(source: str, slide_type: str) -> Any:
     return cell
 
 
-def _cell_text(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _figure_paths(run_dir: Path, nb_entry: Mapping[str, Any]) -> list[Path]:
     listed = nb_entry.get("figures")
     if listed is not None:
@@ -225,11 +216,6 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
     nbs = summary.get("notebooks", [])
     n_ok = sum(1 for nb in nbs if nb.get("status") == "ok")
 
-    def joined(values: Any, label=str) -> str:
-        if isinstance(values, str):
-            values = [values]
-        return ", ".join(label(v) for v in values) if values else "unknown"
-
     cells = []
     intro = [f"# cifarkit run\n\n`{summary.get('run_name', run_dir.name)}`", ""]
     if summary.get("synthetic_data"):
@@ -238,9 +224,9 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
         "| | |", "|---|---|",
         f"| Status | {n_ok}/{len(nbs)} notebooks ok |",
         f"| Profile | `{summary.get('profile', '?')}` |",
-        f"| Device | {_cell_text(joined(summary.get('device')))} |",
-        f"| Precision | {_cell_text(joined(summary.get('precision')))} |",
-        f"| Data source | {_cell_text(joined(summary.get('data_source'), data_source_label))} |",
+        f"| Device | {md_cell(joined(summary.get('device')))} |",
+        f"| Precision | {md_cell(joined(summary.get('precision')))} |",
+        f"| Data source | {md_cell(joined(summary.get('data_source'), data_source_label))} |",
         f"| Started | {summary.get('started_at', '?')} |",
         f"| Total duration | {float(summary.get('duration_s', 0.0)):.1f} s |",
     ]
@@ -251,8 +237,8 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
         m = nb.get("metrics") or {}
         status = "ok" if nb.get("status") == "ok" else "**FAILED**"
         data = data_source_label(m.get("data_source")) if m else "-"
-        table.append(f"| {_cell_text(nb['name'])} | {status} | "
-                     f"{float(nb.get('duration_s', 0.0)):.1f} | {_cell_text(data)} |")
+        table.append(f"| {md_cell(nb['name'])} | {status} | "
+                     f"{float(nb.get('duration_s', 0.0)):.1f} | {md_cell(data)} |")
     cells.append(_md("\n".join(table), "slide"))
 
     for nb in nbs:
@@ -262,15 +248,8 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
             lines += [f"**FAILED**: `{nb.get('error')}`", ""]
         m = nb.get("metrics")
         if m:
-            if str(m.get("data_source", "")).lower() == "synthetic":
-                lines += [f"Data: **{SYNTHETIC_LABEL}**", ""]
-            rows = flatten_metrics(m)
-            if rows:
-                lines += ["| Metric | Value |", "|---|---|"]
-                lines += [f"| {_cell_text(k)} | {_cell_text(format_value(v, max_items=5))} |"
-                          for k, v in rows[:_MAX_METRIC_ROWS]]
-                if len(rows) > _MAX_METRIC_ROWS:
-                    lines.append(f"| ... | {len(rows) - _MAX_METRIC_ROWS} more in summary.md |")
+            lines += metrics_markdown(m, max_rows=_MAX_METRIC_ROWS, max_items=5,
+                                      overflow="more in summary.md")
         else:
             lines.append("_No metrics written._")
         cells.append(_md("\n".join(lines), "slide"))

@@ -24,6 +24,38 @@ def _isolated_data_root(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
+class TinyNet(torch.nn.Module):
+    """Two conv+BN layers and a linear head with known sizes.
+
+    Parameters: conv1 216+8, bn1 8+8, conv2 1152+16, bn2 16+16, fc 160+10 = 1610; prunable
+    (conv and linear) weights 216 + 1152 + 160 = 1528. ``pool`` owns no parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest single-threaded, and much faster when the shared CPU is busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_cnn(num_classes: int = 10, width: int = 8) -> torch.nn.Module:
     """A very small convnet (with BatchNorm and dropout) for fast loop tests."""
     nn = torch.nn

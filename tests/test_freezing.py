@@ -10,23 +10,7 @@ import torchvision
 from cifarkit.freezing import (FreezeSummary, count_parameters, freeze_initial, frozen_norm_layers,
                                trainable_parameters, unfreeze_all)
 
-
-class TinyNet(nn.Module):
-    """conv1(216+8) bn1(8+8) conv2(1152+16) bn2(16+16) fc(160+10) = 1610 parameters."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(16)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.bn2(self.conv2(x)))
-        return self.fc(self.pool(x).flatten(1))
+from conftest import TinyNet
 
 
 def blocks(*sizes):

@@ -10,13 +10,7 @@ from cifarkit.gradients import GradientNormRecorder, gradient_norms, parameter_g
 from cifarkit.models import GatedCNN, ResNetForCifar, SmallResNet, remove_skip_connections
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest single-threaded, and much faster when the shared CPU is busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny():

@@ -20,13 +20,7 @@ from cifarkit.models import (GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottl
                              resnet152_transfer, set_frozen_bn_eval, unfreeze)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest single-threaded, and much faster when the shared CPU is busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n=2, seed=0, size=32):

@@ -1,4 +1,3 @@
-import io
 import time
 
 import matplotlib.pyplot as plt

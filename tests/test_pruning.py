@@ -11,22 +11,7 @@ from cifarkit.pruning import (PruneReport, SparsityReport, SparsityTracker, glob
                               is_pruned, load_pruned_state_dict, prunable_parameters,
                               remove_pruning, sparsity)
 
-
-class TinyNet(nn.Module):
-    """Prunable weights: conv1 216, conv2 1152, fc 160 -> 1528."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.bn2(self.conv2(x)))
-        return self.fc(x.mean((2, 3)))
+from conftest import TinyNet
 
 
 TINY_TOTAL = 216 + 1152 + 160

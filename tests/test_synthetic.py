@@ -147,16 +147,6 @@ def _accuracy(model, x, y):
     return (pred == y).float().mean().item()
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one CPU thread (about 20 s of CPU time here); on a busy shared machine two threads
-    mostly wait for each other. The previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_small_cnn_learns_it_in_two_epochs_but_not_perfectly(default_data, one_thread):
     """The difficulty target: >= 60 % test accuracy after 2 epochs, not solved after 1."""

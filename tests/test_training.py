@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifarkit.callbacks import Callback, Checkpoint, atomic_save
+from cifarkit.callbacks import Callback, atomic_save
 from cifarkit.loader import TensorLoader
 from cifarkit.training import History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything
 
