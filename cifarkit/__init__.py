@@ -3,7 +3,9 @@
 data      load_data, load_cifar10, synthetic_cifar, TensorLoader, CifarData, textbook_loader
 training  Trainer (.fit), evaluate, Tester, History, seed_everything, Checkpoint, Callback
 plots     Animator, show_figure;  timing: Timer
-models    ResNetForCifar, GatedCNN, GatedBlock, resnet152_transfer, remove_skip_connections, SmallResNet
+models    ResNetForCifar, GatedCNN, GatedBlock, SpeedrunNet, resnet152_transfer, remove_skip_connections,
+          SmallResNet
+recipes   get_recipe, train_recipe, Recipe (named recipes shared by notebooks and bench/accuracy.py)
 freezing  freeze_initial, unfreeze_all, count_parameters
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
 features  extract_features, split_head (frozen-backbone feature caching)
@@ -26,12 +28,13 @@ _EXPORTS = {
                  "set_frozen_bn_eval"],
     "gradients": ["gradient_norms", "GradientNormRecorder"],
     "loader": ["FeatureLoader", "TensorLoader"],
-    "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "resnet152_transfer",
-               "remove_skip_connections"],
+    "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "SpeedrunNet",
+               "resnet152_transfer", "remove_skip_connections"],
     "plotting": ["Animator", "show_figure"],
     "profiles": ["resolve_profile"],
     "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
                 "remove_pruning", "sparsity", "SparsityTracker"],
+    "recipes": ["Recipe", "RECIPES", "get_recipe", "train_recipe", "TimeToAccuracy"],
     "results": ["artifacts_dir", "record_results"],
     "synthetic": ["synthetic_cifar"],
     "timing": ["Timer"],

@@ -73,6 +73,8 @@ __all__ = [
     "SmallResNet",
     "GatedBlock",
     "GatedCNN",
+    "SpeedrunStage",
+    "SpeedrunNet",
 ]
 
 #: Seconds allowed for each network wait (name lookup, connect, each read) of a weights download.
@@ -703,3 +705,64 @@ class GatedCNN(nn.Module):
         finally:
             self.train(was_training)
         return torch.stack([blk.last_gates.float().mean(dim=0) for blk in self.gated_blocks])
+
+
+# --------------------------------------------------------------------------- speedrun network
+
+class SpeedrunStage(nn.Module):
+    """Conv 3x3 -> 2x2 max-pool -> BN -> GELU, then one residual conv: ``y + GELU(BN(conv(y)))``.
+
+    Pooling right after the first convolution (before BN) lets the residual convolution run at
+    a quarter of the pixels, which is where most of the saved compute comes from.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.bn = nn.BatchNorm2d(out_ch)
+        self.res_conv = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.res_bn = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.gelu(self.bn(self.pool(self.conv(x))))
+        return y + F.gelu(self.res_bn(self.res_conv(y)))
+
+
+class SpeedrunNet(nn.Module):
+    """A compact residual network for fast CIFAR-10 training (notebook 07).
+
+    Stem (3x3 conv to ``widths[0]`` channels, BN, GELU) at 32x32, then one `SpeedrunStage` per
+    remaining width (each halves the side: 32 -> 16 -> 8 -> 4), a global max-pool and a bias-free
+    linear classifier whose logits are multiplied by ``logit_scale`` (a small scale keeps the
+    initial softmax soft, which label smoothing and a high learning rate like).
+
+    Ideas from the published fast-training work (Page's DAWNBench ResNet; Keller Jordan's
+    airbench): few, wide stages; pooling early inside each stage; BN + GELU; max-pool head.
+
+    Args:
+        widths: channels of the stem and of each stage; default (32, 64, 256, 256):
+            1,978,016 parameters, about 0.15 GMAC per 32x32 image forward.
+        num_classes: outputs.
+        logit_scale: multiplies the logits (default 1/8).
+    """
+
+    def __init__(self, widths=(32, 64, 256, 256), num_classes: int = 10, logit_scale: float = 0.125):
+        super().__init__()
+        widths = tuple(widths)
+        if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                                      for w in widths):
+            raise ValueError(f"widths must be at least two positive ints (stem, stages...), got {widths!r}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.widths, self.logit_scale = widths, float(logit_scale)
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.GELU())
+        self.stages = nn.Sequential(*[SpeedrunStage(a, b) for a, b in zip(widths, widths[1:])])
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(widths[-1], num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, B x num_classes."""
+        x = self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.fc(x) * self.logit_scale

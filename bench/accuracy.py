@@ -1,0 +1,145 @@
+"""Train a named recipe on all of CIFAR-10's training split and report real test accuracy.
+
+    python bench/accuracy.py speedrun                      # the recipe's own epochs
+    python bench/accuracy.py gated-seed --epochs 2         # as far as the time allows
+    nohup python bench/accuracy.py gated-improved > bench/runs/gated-improved.log 2>&1 &
+
+Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun). The whole training
+state is checkpointed after every epoch in ``OUT/checkpoint.pt``; running the same command again
+resumes from it, so a long run survives the end of a session. Results go to ``OUT/result.json``
+and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and are merged into
+``bench/accuracy_results.json``, which `make bench` turns into the table of bench/results.md.
+
+Evaluation: the 10,000-image test split, and separately its first 1,000 images. In the copy of
+CIFAR-10 built from ``../shared/data/cifar10`` those 1,000 have exact pixels while the other
+images (train and test) were decoded from JPEG copies, so the two numbers bracket the effect.
+
+Data: ``--source cifar10`` (the verified release, downloaded when missing: what users run) or
+``cifar10-unverified`` (a trusted copy prepared with ``python -m cifarkit data prepare --from DIR
+--no-verify``). ``synthetic`` is accepted only with ``--allow-synthetic`` (smoke tests).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import cifarkit as ck  # noqa: E402
+from cifarkit.recipes import RECIPES, get_recipe, train_recipe  # noqa: E402
+
+EXACT_TEST_IMAGES = 1000
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (GPU)"
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def save_curve(history, title: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    minutes = torch.tensor(history["seconds"]).cumsum(0).div(60).tolist()
+    ax.plot(minutes, history["val_acc"], "-o", ms=3, label="test")
+    ax.plot(minutes, history["train_acc"], ":", label="train (augmented)")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title, fontsize="medium")
+    fig.savefig(path, dpi=110)
+
+
+def merge_results(entry: dict, path: Path) -> None:
+    """Add `entry` to the results file under its key (recipe and epochs), atomically."""
+    table = json.loads(path.read_text()) if path.exists() else {}
+    table[entry["key"]] = entry
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (the schedule follows)")
+    p.add_argument("--source", default="cifar10-unverified",
+                   choices=("cifar10", "cifar10-unverified", "synthetic"))
+    p.add_argument("--root", help="data root (default: $CIFARKIT_DATA or ~/.cache/cifarkit)")
+    p.add_argument("--out", help="output directory (default bench/runs/<recipe>-<epochs>ep)")
+    p.add_argument("--results", default=str(HERE / "accuracy_results.json"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--n-train", type=int, help="train on a subset (smoke tests only)")
+    p.add_argument("--n-test", type=int, help="test on a subset (smoke tests only)")
+    p.add_argument("--allow-synthetic", action="store_true")
+    args = p.parse_args(argv)
+    if args.source == "synthetic" and not args.allow_synthetic:
+        p.error("--source synthetic measures nothing about CIFAR-10; add --allow-synthetic for a smoke test")
+
+    recipe = get_recipe(args.recipe, **({"epochs": args.epochs} if args.epochs else {}))
+    out = Path(args.out or HERE / "runs" / f"{recipe.name}-{recipe.epochs}ep")
+    out.mkdir(parents=True, exist_ok=True)
+    data = ck.load_data(args.source, args.n_train, args.n_test, seed=args.seed, root=args.root)
+    print(recipe.summary(), flush=True)
+
+    started = time.strftime("%Y-%m-%d %H:%M")
+    result = train_recipe(recipe, data, device=args.device, seed=args.seed,
+                          checkpoint=out / "checkpoint.pt", progress=False)
+    hist = result.history
+    n_exact = min(EXACT_TEST_IMAGES, len(data.y_test))
+    exact_loader = ck.TensorLoader(data.x_test[:n_exact], data.y_test[:n_exact], 500, device=args.device)
+    exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip)["acc"]
+    entry = {
+        "key": f"{recipe.name}-{recipe.epochs}ep",
+        "recipe": recipe.name,
+        "summary": recipe.summary(),
+        "epochs": len(hist),
+        "data": data.label,
+        "n_train": len(data.y_train),
+        "n_test": len(data.y_test),
+        "test_acc": result.test["acc"],
+        "test_acc_tta_flip": result.test_tta["acc"] if result.test_tta else None,
+        "exact_first_1000_acc": exact,
+        "exact_note": "first 1000 test images; exact pixels in the shared copy (the rest JPEG-derived)",
+        "val_acc_per_epoch": list(hist["val_acc"]),
+        "train_minutes": result.train_seconds / 60,
+        "images_per_s": result.images_per_s,
+        "time_to_accuracy": {f"{t:.2f}": {"epoch": e, "minutes": s / 60}
+                             for t, (e, s) in result.time_to_accuracy.items()},
+        "hardware": hardware(),
+        "precision": hist.meta.get("precision"),
+        "torch": torch.__version__,
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "started_this_session": started,
+        "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    (out / "result.json").write_text(json.dumps(entry, indent=1))
+    save_curve(hist, f"{recipe.name} on {data.label}", out / "curve.png")
+    merge_results(entry, Path(args.results))
+    print(f"{recipe.name}: test {entry['test_acc']:.2%}"
+          + (f", with flip TTA {entry['test_acc_tta_flip']:.2%}" if result.test_tta else "")
+          + f"; exact first {n_exact}: {exact:.2%}; {entry['train_minutes']:.1f} training minutes "
+          f"at {entry['images_per_s']:.0f} images/s ({entry['hardware']})", flush=True)
+    return entry
+
+
+if __name__ == "__main__":
+    main()
