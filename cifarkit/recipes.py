@@ -137,10 +137,14 @@ class Recipe:
         return nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
 
     def train_loader(self, data, device="auto", seed: int = 0) -> TensorLoader:
-        """Shuffled training batches of `data` (a `CifarData`), augmented if the recipe says so."""
+        """Shuffled training batches of `data` (a `CifarData`), augmented if the recipe says so.
+
+        The last, incomplete batch is dropped (a small last batch adds noise to a tuned schedule)
+        unless the split is smaller than one batch.
+        """
         return TensorLoader(data.x_train, data.y_train, self.batch_size, shuffle=True,
-                            drop_last=True, augment=self.augment, device=device, seed=seed,
-                            tag=data.label)
+                            drop_last=len(data.y_train) >= self.batch_size, augment=self.augment,
+                            device=device, seed=seed, tag=data.label)
 
     def summary(self) -> str:
         """One line: what the recipe does."""
