@@ -28,8 +28,9 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(PY) -m cifarkit run --profile quick
 
-# nbval executes each notebook once (quick profile from the environment: nbval cannot inject
-# parameters) in copies that carry the expected output of the `# NBVAL_CHECK_OUTPUT` cells.
+# nbval executes each notebook once, in copies that papermill has parameterised (profile "quick",
+# the same injection `cifarkit run` uses) and that carry the expected output of the
+# `# NBVAL_CHECK_OUTPUT` cells. CIFARKIT_PROFILE=quick backs the injected parameter up.
 NBVAL_DIR := build/nbval
 NBVAL_ENV := CIFARKIT_PROFILE=quick CIFARKIT_HEADLESS=1 CIFARKIT_RESULTS_DIR=$(CURDIR)/$(NBVAL_DIR)/results
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900

@@ -8,6 +8,10 @@ tests/nbval_expected.json and injected into a copy:
     python tests/nbval_prepare.py --update runs/<run>      # take expected outputs from an executed run
 
 A marked cell without an expected output is an error, so a new check cannot be skipped silently.
+
+The copies are parameterised by papermill exactly as `python -m cifarkit run` does it (an
+``injected-parameters`` cell after the ``parameters`` cell, here ``profile = "quick"``), so the
+single execution in CI goes through the same parameter path as a papermill run.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -41,12 +47,12 @@ def _plain(outputs):
     return kept
 
 
-def prepare(out_dir: Path) -> list[Path]:
+def prepare(out_dir: Path, parameters: dict | None = None) -> list[Path]:
     expected = json.loads(EXPECTED.read_text()) if EXPECTED.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
+        nb = load_notebook_node(str(path))  # papermill's reader: adds the metadata it expects
         for cell in checked_cells(nb):
             try:
                 outputs = expected[path.stem][cell.id]
@@ -55,6 +61,8 @@ def prepare(out_dir: Path) -> list[Path]:
                          f"{EXPECTED.relative_to(REPO)}; run with --update RUN_DIR")
             cell.outputs = [nbformat.from_dict(o) for o in outputs]
             cell.execution_count = 1
+        nb = parameterize_notebook(nb, parameters or {"profile": "quick"}, kernel_name="python3",
+                                   language="python")
         target = out_dir / path.name
         nbformat.write(nb, target)
         written.append(target)

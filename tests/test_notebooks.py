@@ -106,3 +106,22 @@ def test_every_public_name_resolves_and_is_documented():
         obj = getattr(cifarkit, name)
         if callable(obj):
             assert obj.__doc__, f"cifarkit.{name} has no docstring"
+
+
+def test_nbval_copies_are_parameterised_by_papermill_and_carry_expected_outputs(tmp_path):
+    sys.path.insert(0, str(REPO / "tests"))
+    import nbval_prepare
+
+    written = nbval_prepare.prepare(tmp_path, {"profile": "quick", "seed": 3})
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    expected = nbval_prepare.json.loads(nbval_prepare.EXPECTED.read_text())
+    for path in written:
+        cells = code_cells(nbformat.read(path, as_version=4))
+        assert "parameters" in cells[0].metadata["tags"]
+        injected = cells[1]
+        assert injected.metadata["tags"] == ["injected-parameters"]
+        assert ast.literal_eval(injected.source.split("profile = ", 1)[1].splitlines()[0]) == "quick"
+        assert "seed = 3" in injected.source
+        for cell in cells:
+            if cell.source.startswith(nbval_prepare.MARKER):
+                assert cell.outputs and [dict(o) for o in cell.outputs] == expected[path.stem][cell.id]
