@@ -46,7 +46,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .runner import SYNTHETIC_LABEL, data_source_label, joined, md_cell, metrics_markdown
+from .summary import SYNTHETIC_LABEL, data_source_label, joined, md_cell, metrics_markdown
 
 __all__ = ["build_slides", "prepare_for_slides", "overview_notebook", "SHOW_INPUT_TAG"]
 

@@ -1,0 +1,373 @@
+"""Which parameters a notebook takes, and turning ``-p NAME=VALUE`` into checked values.
+
+`notebook_parameters` asks papermill which names and defaults each notebook's ``parameters``
+cell declares; `parse_cli_parameters` parses command-line values (Python literals, with
+true/false/none words) and checks them against those defaults. Used by `cifarkit.runner`.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+_TRUE_WORDS = {"true", "yes", "1"}
+_FALSE_WORDS = {"false", "no", "0"}
+_NONE_WORDS = {"none", "null"}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ParameterError(ValueError):
+    """A notebook parameter is unknown, malformed or of the wrong type."""
+
+
+# --------------------------------------------------------------------------
+# Notebook selection and parameter inspection
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of a notebook's ``parameters`` cell.
+
+    ``kind`` is the Python type name of the default value (``"int"``,
+    ``"float"``, ``"bool"``, ``"str"``, ``"list"``, ``"tuple"``, ``"dict"``,
+    ``"NoneType"``) or ``"any"`` when the default is not a plain literal and
+    there is no usable type annotation. ``default`` is the default's source
+    text, as papermill reports it.
+    """
+
+    name: str
+    kind: str
+    default: str
+    help: str = ""
+
+    @classmethod
+    def from_papermill(cls, name: str, info: Mapping[str, Any]) -> "ParamSpec":
+        """Build a spec from one entry of ``papermill.inspect_notebook``."""
+        default = str(info.get("default", "") or "")
+        kind = "any"
+        try:
+            value = ast.literal_eval(default)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            annotated = str(info.get("inferred_type_name") or "None").strip()
+            if annotated in {"int", "float", "bool", "str", "list", "tuple", "dict"}:
+                kind = annotated
+        else:
+            kind = type(value).__name__
+            if kind not in {"int", "float", "bool", "str", "list", "tuple", "dict", "NoneType"}:
+                kind = "any"
+        return cls(name=name, kind=kind, default=default, help=str(info.get("help") or ""))
+
+
+def _split_only(only: str | Iterable[str] | None) -> list[str] | None:
+    if only is None:
+        return None
+    if isinstance(only, str):
+        items = [p.strip() for p in only.split(",")]
+    else:
+        items = [str(p).strip() for p in only]
+    items = [p for p in items if p]
+    return items or None
+
+
+def list_notebooks(notebooks_dir: str | os.PathLike = "notebooks",
+                   only: str | Iterable[str] | None = None) -> list[Path]:
+    """Return the ``*.ipynb`` files of ``notebooks_dir`` in name order.
+
+    ``only`` is a list of prefixes (``["01", "05"]``; a comma-separated
+    string also works) matched against the file names. Every prefix must
+    match at least one notebook, otherwise a ``ValueError`` lists the valid
+    choices. Hidden files and Jupyter checkpoints are ignored.
+    """
+    root = Path(notebooks_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"notebooks directory not found: {str(root)!r}")
+    notebooks = sorted(
+        p for p in root.glob("*.ipynb")
+        if p.is_file() and not p.name.startswith((".", "_"))
+    )
+    if not notebooks:
+        raise ValueError(f"no notebooks (*.ipynb) found in {str(root)!r}")
+    prefixes = _split_only(only)
+    if prefixes is None:
+        return notebooks
+    choices = ", ".join(p.name for p in notebooks)
+    unmatched = [pre for pre in prefixes if not any(p.name.startswith(pre) for p in notebooks)]
+    if unmatched:
+        raise ValueError(
+            f"no notebook in {str(root)!r} matches {', '.join(repr(u) for u in unmatched)}; "
+            f"valid choices: {choices}"
+        )
+    return [p for p in notebooks if any(p.name.startswith(pre) for pre in prefixes)]
+
+
+def notebook_parameters(notebooks: Iterable[str | os.PathLike]) -> dict[str, dict[str, ParamSpec]]:
+    """Inspect the ``parameters`` cell of each notebook with papermill.
+
+    Returns ``{notebook file name: {parameter name: ParamSpec}}`` in the
+    order given. A notebook without a ``parameters`` cell maps to ``{}``.
+    """
+    import papermill
+
+    out: dict[str, dict[str, ParamSpec]] = {}
+    for path in notebooks:
+        path = Path(path)
+        info = papermill.inspect_notebook(str(path))
+        out[path.name] = {name: ParamSpec.from_papermill(name, v) for name, v in info.items()}
+    return out
+
+
+def _is_param_entry(value: Any) -> bool:
+    """A ParamSpec or one raw entry of ``papermill.inspect_notebook``."""
+    return isinstance(value, ParamSpec) or (
+        isinstance(value, Mapping) and "inferred_type_name" in value)
+
+
+def _is_nested(specs: Mapping[str, Any]) -> bool:
+    """True for ``{notebook: {name: spec}}`` (as opposed to ``{name: spec}``)."""
+    return bool(specs) and all(
+        isinstance(v, Mapping) and not _is_param_entry(v)
+        and all(_is_param_entry(x) for x in v.values())
+        for v in specs.values()
+    )
+
+
+def _kinds_by_name(notebook_params: Mapping[str, Any] | None) -> dict[str, set[str]] | None:
+    """Normalise the accepted ``notebook_params`` shapes to name -> kinds."""
+    if notebook_params is None:
+        return None
+    groups = notebook_params.values() if _is_nested(notebook_params) else [notebook_params]
+    kinds: dict[str, set[str]] = {}
+    for group in groups:
+        for name, spec in group.items():
+            if isinstance(spec, ParamSpec):
+                kind = spec.kind
+            elif _is_param_entry(spec):  # raw papermill dict
+                kind = ParamSpec.from_papermill(name, spec).kind
+            else:  # a plain default value
+                kind = type(spec).__name__ if spec is not None else "NoneType"
+            kinds.setdefault(name, set()).add(kind)
+    return kinds
+
+
+def _valid_names_message(notebook_params: Mapping[str, Any] | None) -> str:
+    """Describe the valid parameter names (per notebook if they differ)."""
+    if not notebook_params:
+        return "the selected notebooks declare no parameters"
+    if _is_nested(notebook_params):
+        per_nb = {nb: sorted(n for n in specs if n != "profile")
+                  for nb, specs in notebook_params.items()}
+        distinct = {tuple(v) for v in per_nb.values()}
+        if len(distinct) > 1:
+            lines = [f"  {nb}: {', '.join(names) or '(none)'}" for nb, names in per_nb.items()]
+            return "valid parameters per notebook (a name is injected only where it exists):\n" + "\n".join(lines)
+        names = next(iter(per_nb.values()))
+    else:
+        names = sorted(n for n in notebook_params if n != "profile")
+    return "valid parameters: " + (", ".join(names) if names else "(none)")
+
+
+def _unknown_error(name: str, notebook_params: Mapping[str, Any] | None,
+                   known: Iterable[str]) -> ParameterError:
+    hint = difflib.get_close_matches(name, [k for k in known if k != "profile"], n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ParameterError(
+        f"unknown parameter {name!r}{did_you_mean}; " + _valid_names_message(notebook_params)
+    )
+
+
+def _profile_error() -> ParameterError:
+    return ParameterError(
+        "'profile' is set with the profile argument (--profile), not as a NAME=VALUE parameter"
+    )
+
+
+# --------------------------------------------------------------------------
+# Value parsing and type checks
+# --------------------------------------------------------------------------
+
+def _parse_container(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        pass
+    return ast.literal_eval(text)
+
+
+def _guess_literal(text: str) -> Any:
+    """Parse a value when the expected type is unknown."""
+    low = text.strip().lower()
+    if low in _NONE_WORDS:
+        return None
+    if low in {"true", "false"}:
+        return low == "true"
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+def _parse_as(kind: str, text: str) -> Any:
+    """Parse ``text`` as a value of type ``kind``; raise ValueError if it is not."""
+    stripped = text.strip()
+    low = stripped.lower()
+    if kind == "str":
+        if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+            try:
+                value = ast.literal_eval(stripped)
+                if isinstance(value, str):
+                    return value
+            except (ValueError, SyntaxError):
+                pass
+        return text
+    if kind in {"NoneType", "any"}:
+        return _guess_literal(text)
+    if low in _NONE_WORDS:
+        return None
+    if kind == "bool":
+        if low in _TRUE_WORDS:
+            return True
+        if low in _FALSE_WORDS:
+            return False
+        raise ValueError("use true/false, yes/no or 1/0")
+    if kind == "int":
+        return int(stripped)
+    if kind == "float":
+        return float(stripped)
+    if kind in {"list", "tuple", "dict"}:
+        value = _parse_container(stripped)
+        return _check_kind(kind, value)
+    return _guess_literal(text)
+
+
+def _check_kind(kind: str, value: Any) -> Any:
+    """Return ``value`` converted to ``kind`` or raise ValueError/TypeError."""
+    if value is None or kind in {"NoneType", "any"}:
+        return value
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "list":
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    elif kind == "tuple":
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+    elif kind == "dict":
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise TypeError(f"got {value!r} ({type(value).__name__})")
+
+
+def _coerce(spec: ParamSpec, value: Any, where: str) -> Any:
+    """Check an already parsed value against a notebook parameter."""
+    try:
+        if isinstance(value, str) and spec.kind not in {"str", "NoneType", "any"}:
+            return _parse_as(spec.kind, value)
+        return _check_kind(spec.kind, value)
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise ParameterError(
+            f"parameter {spec.name!r}{where} expects {spec.kind} (default {spec.default}), "
+            f"got {value!r} ({type(value).__name__}): {exc}"
+        ) from None
+
+
+def parse_cli_parameters(items: Sequence[str] | None,
+                         notebook_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Parse ``["NAME=VALUE", ...]`` from the command line into a dict.
+
+    ``notebook_params`` says what the notebooks accept. It may be the
+    output of :func:`notebook_parameters` (``{notebook: {name: ParamSpec}}``),
+    a single notebook's ``{name: ParamSpec}``, papermill's raw
+    ``inspect_notebook`` dict, or a plain ``{name: default value}``; ``None``
+    skips name checks and guesses types.
+
+    Values are parsed with the type of the notebook default:
+
+    * ``int`` / ``float``: ``int(VALUE)`` / ``float(VALUE)``;
+    * ``bool``: ``true/false``, ``yes/no``, ``1/0`` (any case);
+    * ``str``: taken verbatim (one pair of surrounding quotes is removed);
+    * ``list`` / ``tuple`` / ``dict``: JSON, else a Python literal;
+    * default ``None`` or unknown: ``None``/``null``, ``true``/``false``,
+      then a Python literal or JSON, else the plain string.
+
+    ``None``/``null`` gives ``None`` for every non-string parameter. If a
+    name has different types in different notebooks, the value is guessed
+    and checked per notebook by :func:`run_notebooks`.
+
+    Raises :class:`ParameterError` for an item without ``=``, a name that
+    is not an identifier, a name given twice, ``profile`` (use the profile
+    argument), an unknown name, or a value that does not fit the type.
+    """
+    kinds = _kinds_by_name(notebook_params)
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if not isinstance(item, str) or "=" not in item:
+            raise ParameterError(f"malformed parameter {item!r}: expected NAME=VALUE, e.g. epochs=5")
+        name, text = item.split("=", 1)
+        name = name.strip()
+        if not _IDENTIFIER.match(name):
+            raise ParameterError(
+                f"malformed parameter {item!r}: {name!r} is not a valid Python name (expected NAME=VALUE)"
+            )
+        if name == "profile":
+            raise _profile_error()
+        if name in out:
+            raise ParameterError(f"parameter {name!r} given more than once")
+        if kinds is None:
+            out[name] = _guess_literal(text)
+            continue
+        if name not in kinds:
+            raise _unknown_error(name, notebook_params, kinds)
+        kind_set = kinds[name]
+        kind = next(iter(kind_set)) if len(kind_set) == 1 else "any"
+        try:
+            out[name] = _parse_as(kind, text)
+        except (ValueError, TypeError, SyntaxError) as exc:
+            raise ParameterError(
+                f"parameter {name!r} expects {kind}, got {text!r}: {exc}"
+            ) from None
+    return out
+
+
+def _plan_parameters(specs: Mapping[str, Mapping[str, ParamSpec]],
+                     parameters: Mapping[str, Any] | None,
+                     profile: str) -> dict[str, dict[str, Any]]:
+    """Validate ``parameters`` and return what to inject into each notebook."""
+    parameters = dict(parameters or {})
+    if "profile" in parameters:
+        raise _profile_error()
+    known = {name for nb_specs in specs.values() for name in nb_specs}
+    for name in parameters:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise ParameterError(f"parameter name {name!r} is not a valid Python name")
+        if name not in known:
+            raise _unknown_error(name, specs, known)
+    plan: dict[str, dict[str, Any]] = {}
+    for nb_name, nb_specs in specs.items():
+        injected: dict[str, Any] = {"profile": profile}
+        for name, value in parameters.items():
+            if name in nb_specs:
+                injected[name] = _coerce(nb_specs[name], value, f" of {nb_name}")
+        plan[nb_name] = injected
+    return plan
+
