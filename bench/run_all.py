@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import accuracy  # noqa: E402
 import feature_caching  # noqa: E402
 import loop_throughput  # noqa: E402
 import precision  # noqa: E402
@@ -32,15 +32,7 @@ SEED_FIGURES = {"gated-seed": 0.835, "gated-improved": 0.835, "speedrun": None}
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    return f"{accuracy.hardware()}, torch {torch.__version__}"
 
 
 def loop_section() -> list[str]:
