@@ -1,12 +1,13 @@
 """Train a named recipe on all of CIFAR-10's training split and report real test accuracy.
 
     python bench/accuracy.py speedrun                      # the recipe's own epochs
-    python bench/accuracy.py gated-seed --epochs 2         # as far as the time allows
+    python bench/accuracy.py gated-seed --stop-after 3     # 3 epochs now, resume later
     nohup python bench/accuracy.py gated-improved > bench/runs/gated-improved.log 2>&1 &
 
 Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun). The whole training
 state is checkpointed after every epoch in ``OUT/checkpoint.pt``; running the same command again
-resumes from it, so a long run survives the end of a session. Results go to ``OUT/result.json``
+resumes from it, so a long run survives the end of a session. ``--stop-after N`` ends this
+invocation after N more epochs (a partial result, marked ``"complete": false``, is still written). Results go to ``OUT/result.json``
 and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and are merged into
 ``bench/accuracy_results.json``, which `make bench` turns into the table of bench/results.md.
 
@@ -90,6 +91,7 @@ def main(argv=None) -> dict:
     p.add_argument("--n-train", type=int, help="train on a subset (smoke tests only)")
     p.add_argument("--n-test", type=int, help="test on a subset (smoke tests only)")
     p.add_argument("--allow-synthetic", action="store_true")
+    p.add_argument("--stop-after", type=int, help="train at most this many more epochs in this invocation")
     args = p.parse_args(argv)
     if args.source == "synthetic" and not args.allow_synthetic:
         p.error("--source synthetic measures nothing about CIFAR-10; add --allow-synthetic for a smoke test")
@@ -101,7 +103,8 @@ def main(argv=None) -> dict:
     print(recipe.summary(), flush=True)
 
     started = time.strftime("%Y-%m-%d %H:%M")
-    result = train_recipe(recipe, data, device=args.device, seed=args.seed,
+    stop = [ck.StopAfter(args.stop_after)] if args.stop_after else []
+    result = train_recipe(recipe, data, device=args.device, seed=args.seed, callbacks=stop,
                           checkpoint=out / "checkpoint.pt", progress=False)
     hist = result.history
     n_exact = min(EXACT_TEST_IMAGES, len(data.y_test))
@@ -112,6 +115,8 @@ def main(argv=None) -> dict:
         "recipe": recipe.name,
         "summary": recipe.summary(),
         "epochs": len(hist),
+        "planned_epochs": recipe.epochs,
+        "complete": len(hist) == recipe.epochs,
         "data": data.label,
         "n_train": len(data.y_train),
         "n_test": len(data.y_test),

@@ -116,9 +116,10 @@ def accuracy_section() -> list[str]:
         seed = SEED_FIGURES.get(e["recipe"])
         tta = e.get("time_to_accuracy", {})
         times = " / ".join(f"{tta[t]['minutes']:.1f}" if t in tta else "-" for t in ("0.93", "0.94"))
+        epochs = str(e["epochs"]) if e.get("complete", True) else f"{e['epochs']} of {e['planned_epochs']} (running)"
         flip = f"{e['test_acc_tta_flip']:.2%}" if e.get("test_acc_tta_flip") is not None else "-"
         lines.append(
-            f"| {e['recipe']} | {e['epochs']} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
+            f"| {e['recipe']} | {epochs} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
             f"{e['test_acc']:.2%} | {flip} | {times} | {e['train_minutes']:.1f} | "
             f"{e['images_per_s']:.0f} | {e['hardware']} | {e['exact_first_1000_acc']:.2%} |")
     lines += ["", "Reproduce: the `command` of each entry in bench/accuracy_results.json.", ""]

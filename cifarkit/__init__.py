@@ -18,7 +18,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "callbacks": ["Callback", "Checkpoint"],
+    "callbacks": ["Callback", "Checkpoint", "StopAfter"],
     "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
              "textbook_loader", "torchvision_dataset"],
     "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],

@@ -9,7 +9,8 @@ A callback is any object with some of these methods; subclass `Callback` to get 
     state_dict() / load_state_dict(state) saved in and restored from checkpoints
 
 Callbacks run in ascending `order` (default 0); `Checkpoint` runs last so it saves what the
-others added to the record.
+others added to the record. A callback ends training early by setting ``trainer.should_stop =
+True``; the Trainer stops after that epoch (see `StopAfter`).
 """
 from __future__ import annotations
 
@@ -78,3 +79,29 @@ class Checkpoint(Callback):
     def on_epoch_end(self, trainer, model, record):
         if record["epoch"] % self.every == 0 or record["epoch"] == trainer.max_epochs:
             atomic_save(trainer.checkpoint_state(), self.path)
+
+
+class StopAfter(Callback):
+    """End this `fit` call after `epochs` epochs, for work split over several sessions.
+
+    With a `Checkpoint` in the same Trainer, the next ``fit(..., resume_from=path)`` goes on where
+    this one stopped, so a 30-epoch run can be done a few epochs at a time. Runs after
+    `Checkpoint` (``order = 200``), so the last epoch is saved before stopping. Counts only the
+    epochs of the current call, not those restored from a checkpoint.
+    """
+
+    order = 200
+
+    def __init__(self, epochs: int):
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+        self.epochs = epochs
+        self._done = 0
+
+    def on_fit_start(self, trainer, model):
+        self._done = 0
+
+    def on_epoch_end(self, trainer, model, record):
+        self._done += 1
+        if self._done >= self.epochs:
+            trainer.should_stop = True

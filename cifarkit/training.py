@@ -238,6 +238,7 @@ class Trainer:
         self.optimizer = self.scheduler = self.scaler = None
         self.model = self.loss_fn = self.train_loader = None
         self.interrupted = False
+        self.should_stop = False  # a callback sets it to end training after the current epoch
         self._announced = False
 
     # --- public API -----------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class Trainer:
         self.history = History(meta={"device": devices.describe(self.device, self.precision),
                                      "precision": self.precision,
                                      "data": getattr(train_loader, "tag", None)})
-        self.epoch, self.interrupted = 0, False
+        self.epoch, self.interrupted, self.should_stop = 0, False, False
         if resume_from is not None:
             self._restore(resume_from)
         self._announce()
@@ -286,6 +287,9 @@ class Trainer:
                     _call(cb, "on_epoch_end", self, model, record)
                 if self.log:
                     print(self._format(record), flush=True)
+                if self.should_stop:
+                    print(f"Stopped by a callback after epoch {self.epoch} of {self.max_epochs}.", flush=True)
+                    break
         except KeyboardInterrupt:
             self.interrupted = True
             print(f"Interrupted during epoch {self.epoch}; returning the {len(self.history)} finished "

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cifarkit.callbacks import Callback
+from cifarkit.callbacks import StopAfter
 from cifarkit.models import SpeedrunNet
 from cifarkit.recipes import RECIPES, Recipe, TimeToAccuracy, get_recipe, train_recipe
 from cifarkit.synthetic import synthetic_cifar
@@ -88,17 +88,6 @@ def test_time_to_accuracy_records_the_first_epoch_at_each_target():
     other = TimeToAccuracy((0.5, 0.9))
     other.load_state_dict(cb.state_dict())
     assert other.reached == cb.reached
-
-
-class StopAfter(Callback):
-    order = 200  # after Checkpoint, so the epoch is saved before the interruption
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, model, record):
-        if record["epoch"] == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_train_recipe_resumes_from_its_checkpoint_exactly(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifarkit.callbacks import Callback, atomic_save
+from cifarkit.callbacks import Callback, StopAfter, atomic_save
 from cifarkit.loader import TensorLoader
 from cifarkit.training import History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything
 
@@ -233,3 +233,15 @@ def test_trainer_validates_arguments():
         Trainer(1, precision="fp8")
     with pytest.raises(ValueError):
         Trainer(1, scheduler_interval="sometimes")
+
+
+def test_stop_after_ends_the_fit_early_and_only_counts_this_call():
+    train, val = loaders(n=64)
+    trainer = Trainer(5, precision="32", progress=False, log=False, callbacks=[StopAfter(2)])
+    history = trainer.fit(tiny_cnn(), train, val)
+    assert len(history) == 2 and trainer.should_stop and not trainer.interrupted
+    history = trainer.fit(tiny_cnn(), train, val)  # a new fit counts from zero again
+    assert len(history) == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            StopAfter(bad)
