@@ -5,7 +5,7 @@ import torch
 
 from cifarkit.callbacks import StopAfter
 from cifarkit.models import SpeedrunNet
-from cifarkit.recipes import RECIPES, Recipe, TimeToAccuracy, get_recipe, train_recipe
+from cifarkit.recipes import RECIPES, TimeToAccuracy, get_recipe, train_recipe
 from cifarkit.synthetic import synthetic_cifar
 
 pytestmark = pytest.mark.usefixtures("one_thread")
