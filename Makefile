@@ -46,8 +46,9 @@ test-notebooks: $(STAMP)
 	rm -rf $(NBVAL_DIR) && $(PY) tests/nbval_prepare.py $(NBVAL_DIR)
 	$(NBVAL_ENV) $(PY) -m pytest $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS)
 
+# Playwright comes from the lock; the browser is Debian's Chromium (Playwright cannot download its
+# own here). `make test` runs the browser test too, and skips it, saying why, without Chromium.
 test-browser: $(STAMP)
-	$(PY) -m pip install -q -r tests/browser/requirements.txt
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 

@@ -5,8 +5,9 @@ that no cell shows an error, that the Animator's figure is redrawn in place (one
 least two distinct renders, not a stack of figures), and that the progress bar is a widget.
 A screenshot is saved to build/browser/.
 
-Needs Debian's Chromium (`apt-get install chromium`) and the `playwright` package; `make
-test-browser` installs both. Skipped when either is missing.
+Needs Debian's Chromium (`apt-get install chromium`; `make test-browser` and `.ci/run` install it)
+and the `playwright` package (in requirements.lock). Skipped, with the reason, when either is
+missing. It runs in `make test` (and so in CI) whenever Chromium is there.
 """
 from __future__ import annotations
 
@@ -41,10 +42,40 @@ SNAPSHOT_JS = """
   });
 })
 """
+SCROLL_TO_FIRST_IMAGE_JS = """
+() => { const img = document.querySelector('.jp-Notebook .jp-OutputArea-output img');
+        if (img) img.scrollIntoView({block: 'start'}); }
+"""
+KERNEL_IDLE_JS = """
+() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+        return !!k && k.status === 'idle' && !document.querySelector('.jp-Dialog'); }
+"""
 PROMPTS_JS = """
 () => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt'))
         .map(p => p.textContent.trim())
 """
+
+
+def accept_kernel_dialog(page) -> None:
+    """Click "Select" in JupyterLab's "Select Kernel" dialog when it is open (only that dialog)."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    if dialog.count():
+        dialog.locator("button.jp-mod-accept").click()
+
+
+def wait_for_idle_kernel(page, timeout_s: float = 120) -> None:
+    """Wait until the notebook's kernel is connected and idle with no dialog open, so that
+    'run all' is not lost. A fresh JupyterLab profile asks which kernel to start: take the
+    notebook's own."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        accept_kernel_dialog(page)
+        if page.evaluate(KERNEL_IDLE_JS):
+            return
+        time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / "no-kernel.png"))
+    pytest.fail(f"the notebook's kernel was not idle within {timeout_s:.0f} s")
 
 
 def free_port() -> int:
@@ -66,7 +97,7 @@ def jupyterlab(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=False"],
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=False", "--allow-root"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -99,10 +130,10 @@ def test_notebook_01_runs_in_jupyterlab(jupyterlab):
         page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
-        # wait for the kernel before running, so 'run all' is not lost
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                               ".jp-KernelStatus-success, .jp-Toolbar-kernelStatus", timeout=90_000)
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        wait_for_idle_kernel(page)
+        # Do not return the command's promise: evaluate() would wait for the whole run, and the
+        # polling below must watch the figure while it is being redrawn.
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
         renders: dict[tuple[int, int], set[str]] = {}
         deadline = time.monotonic() + 600
@@ -112,6 +143,7 @@ def test_notebook_01_runs_in_jupyterlab(jupyterlab):
                 for j, src in enumerate(outs):
                     if src:
                         renders.setdefault((i, j), set()).add(src)
+            accept_kernel_dialog(page)
             prompts = page.evaluate(PROMPTS_JS)
             busy = any("*" in pr for pr in prompts)
             started = started or busy
@@ -125,7 +157,10 @@ def test_notebook_01_runs_in_jupyterlab(jupyterlab):
             for j, src in enumerate(outs):
                 if src:
                     renders.setdefault((i, j), set()).add(src)
-        page.screenshot(path=str(ARTIFACTS / "01_softmax_vs_logits.png"), full_page=True)
+        # JupyterLab scrolls inside its own panel: bring the first live figure into view first.
+        page.evaluate(SCROLL_TO_FIRST_IMAGE_JS)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "01_softmax_vs_logits.png"))
 
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                               has_text="Traceback")
