@@ -42,10 +42,12 @@ class Features:
 
 @torch.inference_mode()
 def extract_features(backbone: nn.Module, loader, device=None, precision: str = "auto",
-                     progress: bool = True) -> Features:
+                     progress: bool = True, channels_last: bool | None = None) -> Features:
     """Run `backbone` in eval mode over `loader` (which must not augment) and collect its outputs,
     flattened to N x D float32 tensors on the loader's device. `precision` defaults to the
-    Trainer's choice ("auto"), so cached features match what the uncached loop computes."""
+    Trainer's choice ("auto"), so cached features match what the uncached loop computes, and
+    `channels_last` follows the Trainer's rule (None: on when autocast is used), which is where
+    the fast reduced-precision convolutions are."""
     if getattr(loader, "augment", False):
         raise ValueError("feature caching needs a loader without augmentation: cached features are "
                          "computed once, so random crops/flips would be frozen into them")
@@ -55,14 +57,20 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
 
     device = devices.resolve_device(device if device is not None else getattr(loader, "device", "auto"))
     precision = devices.resolve_precision(precision, device)
+    channels_last = (precision != "32") if channels_last is None else channels_last
     was_training = backbone.training
     backbone.eval().to(device)
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
     feats, labels = [], []
     start = perf_counter()
     try:
         for x, y in tqdm(loader, desc="extracting features", disable=not progress, leave=False):
+            x = x.to(device)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with devices.autocast(precision, device):
-                out = backbone(x.to(device))
+                out = backbone(x)
             feats.append(out.float().flatten(1))
             labels.append(y.to(device))
     finally:
