@@ -122,6 +122,10 @@ def accuracy_section() -> list[str]:
             f"| {e['recipe']} | {epochs} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
             f"{e['test_acc']:.2%} | {flip} | {times} | {e['train_minutes']:.1f} | "
             f"{e['images_per_s']:.0f} | {e['hardware']} | {e['exact_first_1000_acc']:.2%} |")
+    lines.append("")
+    for key, e in sorted(table.items()):
+        curve = ", ".join(f"{100 * a:.1f}" for a in e.get("val_acc_per_epoch", []))
+        lines.append(f"- `{key}` test accuracy (%) after each epoch, no TTA: {curve}")
     lines += ["", "Reproduce: the `command` of each entry in bench/accuracy_results.json.", ""]
     return lines
 
