@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
     hist = result.history
     n_exact = min(EXACT_TEST_IMAGES, len(data.y_test))
     exact_loader = ck.TensorLoader(data.x_test[:n_exact], data.y_test[:n_exact], 500, device=args.device)
-    exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip)["acc"]
+    exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
     entry = {
         "key": f"{recipe.name}-{recipe.epochs}ep",
         "recipe": recipe.name,
@@ -121,7 +121,8 @@ def main(argv=None) -> dict:
         "n_train": len(data.y_train),
         "n_test": len(data.y_test),
         "test_acc": result.test["acc"],
-        "test_acc_tta_flip": result.test_tta["acc"] if result.test_tta else None,
+        "test_acc_tta": result.test_tta["acc"] if result.test_tta else None,
+        "tta": recipe.tta,
         "exact_first_1000_acc": exact,
         "exact_note": "first 1000 test images; exact pixels in the shared copy (the rest JPEG-derived)",
         "val_acc_per_epoch": list(hist["val_acc"]),
@@ -140,7 +141,7 @@ def main(argv=None) -> dict:
     save_curve(hist, f"{recipe.name} on {data.label}", out / "curve.png")
     merge_results(entry, Path(args.results))
     print(f"{recipe.name}: test {entry['test_acc']:.2%}"
-          + (f", with flip TTA {entry['test_acc_tta_flip']:.2%}" if result.test_tta else "")
+          + (f", with TTA ({recipe.tta}) {entry['test_acc_tta']:.2%}" if result.test_tta else "")
           + f"; exact first {n_exact}: {exact:.2%}; {entry['train_minutes']:.1f} training minutes "
           f"at {entry['images_per_s']:.0f} images/s ({entry['hardware']})", flush=True)
     return entry

@@ -25,26 +25,28 @@ def main(argv=None) -> dict:
     p.add_argument("--train", type=int, default=10000)
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="the recipe's learning rate is scaled to it (a short run needs more steps)")
     p.add_argument("--source", default="auto")
     p.add_argument("--json")
     args = p.parse_args(argv)
     if ck.resolve_precision("auto", "cpu") == "32":
         print("this CPU has no fast bfloat16: autocast would not help, nothing to compare")
     data = ck.load_data(args.source, args.train, args.test, seed=0, verbose=False)
-    recipe = get_recipe("speedrun", epochs=args.epochs)
+    recipe = get_recipe("speedrun", epochs=args.epochs).with_batch_size(args.batch_size)
     runs = {}
     for precision in ("32", "bf16-mixed"):
         res = train_recipe(recipe, data, device="cpu", precision=precision, progress=False, log=False)
         runs[precision] = {"images_per_s": res.images_per_s, "test_acc": res.test["acc"],
-                           "test_acc_tta_flip": res.final_acc}
+                           "test_acc_tta": res.final_acc}
         print(f"{precision:>10}: {res.images_per_s:6.0f} images/s, test accuracy {res.test['acc']:.2%}", flush=True)
     result = {
         "runs": runs, "data": data.label, "n_train": len(data.y_train), "n_test": len(data.y_test),
-        "epochs": args.epochs,
+        "epochs": args.epochs, "batch_size": args.batch_size,
         "speedup": runs["bf16-mixed"]["images_per_s"] / runs["32"]["images_per_s"],
         "acc_diff_points": 100 * (runs["bf16-mixed"]["test_acc"] - runs["32"]["test_acc"]),
         "command": f"python bench/precision.py --train {args.train} --test {args.test} "
-                   f"--epochs {args.epochs} --source {args.source}",
+                   f"--epochs {args.epochs} --batch-size {args.batch_size} --source {args.source}",
     }
     print(f"bf16 / fp32: {result['speedup']:.2f}x images/s; accuracy {result['acc_diff_points']:+.2f} points")
     if args.json:

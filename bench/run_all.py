@@ -4,7 +4,10 @@ Every figure is a ratio measured side by side in one run on this machine, with t
 reproduces it. Results of long real-data trainings (bench/accuracy.py, run by hand in the
 background) are read from bench/accuracy_results.json and tabled, not re-measured.
 
-    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite]
+    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory]
+
+With `--only`, the sections not re-measured are kept from the current results.md (each section
+says when it was measured).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(HERE))
 import accuracy  # noqa: E402
 import feature_caching  # noqa: E402
 import loop_throughput  # noqa: E402
+import memory  # noqa: E402
 import precision  # noqa: E402
 
 SEED_FIGURES = {"gated-seed": 0.835, "gated-improved": 0.835, "speedrun": None}
@@ -69,7 +73,8 @@ def precision_section() -> list[str]:
     rows = [f"| {p} | {v['images_per_s']:.0f} | {v['test_acc']:.2%} |" for p, v in r["runs"].items()]
     return [
         "## 3. CPU precision: bfloat16 autocast vs fp32 (speedrun recipe)", "",
-        f"{r['epochs']} epochs on {r['n_train']:,} training images of {r['data']}; test on {r['n_test']:,}.", "",
+        f"{r['epochs']} epochs at batch {r['batch_size']} on {r['n_train']:,} training images of {r['data']}; "
+        f"test on {r['n_test']:,}.", "",
         "| precision | training images/s | test accuracy |", "| --- | ---: | ---: |", *rows, "",
         f"**bf16 / fp32: {r['speedup']:.2f}x** images/s; accuracy difference {r['acc_diff_points']:+.2f} "
         "points.", "", f"Reproduce: `{r['command']}`", "",
@@ -109,7 +114,7 @@ def accuracy_section() -> list[str]:
         "The CIFAR-10 copy used here has exact pixels for train images 0-3,999 and test images 0-999 "
         "only; all other images were decoded from JPEG copies (mean absolute error about 5.8/255). "
         "The last column is the accuracy on the 1,000 exact test images.", "",
-        "| recipe | epochs | seed figure | test acc | with flip TTA | minutes to 93% / 94% | training minutes | images/s | hardware | exact 1,000 |",
+        "| recipe | epochs | seed figure | test acc | with TTA | minutes to 93% / 94% | training minutes | images/s | hardware | exact 1,000 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for key, e in sorted(table.items()):
@@ -117,9 +122,10 @@ def accuracy_section() -> list[str]:
         tta = e.get("time_to_accuracy", {})
         times = " / ".join(f"{tta[t]['minutes']:.1f}" if t in tta else "-" for t in ("0.93", "0.94"))
         epochs = str(e["epochs"]) if e.get("complete", True) else f"{e['epochs']} of {e['planned_epochs']} (running)"
-        flip = f"{e['test_acc_tta_flip']:.2%}" if e.get("test_acc_tta_flip") is not None else "-"
+        tta_acc = e.get("test_acc_tta")
+        flip = f"{tta_acc:.2%} ({e.get('tta', 'flip')})" if tta_acc is not None else "-"
         lines.append(
-            f"| {e['recipe']} | {epochs} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
+            f"| {e.get('label', e['recipe'])} | {epochs} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
             f"{e['test_acc']:.2%} | {flip} | {times} | {e['train_minutes']:.1f} | "
             f"{e['images_per_s']:.0f} | {e['hardware']} | {e['exact_first_1000_acc']:.2%} |")
     lines.append("")
@@ -130,8 +136,38 @@ def accuracy_section() -> list[str]:
     return lines
 
 
+def memory_section() -> list[str]:
+    r = memory.main([])
+    rows = [f"| {c['description']} | {c['rss_after_data_mib']:,.0f} | **{c['peak_rss_mib']:,.0f}** |"
+            for c in r["cases"].values()]
+    first = next(iter(r["cases"].values()))
+    return [
+        "## 5b. Memory of a full-profile training epoch, per notebook", "",
+        f"Each notebook's heaviest training step with its `full` profile settings, in a fresh process: the "
+        f"full {first['n_train']:,}-image training split in memory, the full batch and image size, "
+        f"{first['steps']} training steps and one evaluation batch (an epoch's peak comes in its first "
+        f"steps). Device: {first['device']}, precision {first['precision']}.", "",
+        "| case | resident MiB after loading the data | peak resident MiB |",
+        "| --- | ---: | ---: |", *rows, "", f"Reproduce: `{r['command']}`", "",
+    ]
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
-            "suite": suite_section}
+            "suite": suite_section, "memory": memory_section}
+MARK = "<!-- section: {} -->"
+
+
+def previous_sections(path: Path) -> dict[str, list[str]]:
+    """The sections of an existing results.md, by name (from their markers)."""
+    found, current = {}, None
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("<!-- section: "):
+                current = line[len("<!-- section: "):-len(" -->")]
+                found[current] = []
+            elif current is not None:
+                found[current].append(line)
+    return found
 
 
 def main(argv=None):
@@ -145,14 +181,21 @@ def main(argv=None):
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    started = time.strftime("%Y-%m-%d %H:%M")
-    lines = ["# Benchmarks", "",
-             f"Measured {started} on {machine()} by `make bench` (`python bench/run_all.py`).", ""]
-    for name in chosen:
-        print(f"== {name}", flush=True)
-        lines += SECTIONS[name]()
-    lines += accuracy_section()
-    (HERE / "results.md").write_text("\n".join(lines))
+    results = HERE / "results.md"
+    kept = previous_sections(results)
+    lines = ["# Benchmarks", "", f"Written by `make bench` (`python bench/run_all.py`) on {machine()}.", ""]
+    for name in SECTIONS:
+        if name in chosen:
+            print(f"== {name}", flush=True)
+            body = SECTIONS[name]()
+            body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')}._"]
+        elif name in kept:
+            body = kept[name]
+        else:
+            continue
+        lines += [MARK.format(name), *body]
+    lines += [MARK.format("accuracy"), *accuracy_section()]
+    results.write_text("\n".join(lines))
     print(f"wrote {HERE / 'results.md'}")
 
 

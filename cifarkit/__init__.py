@@ -1,7 +1,8 @@
 """cifarkit: a CIFAR-10 course kit. Everything a notebook needs, by the name students know it:
 
 data      load_data, load_cifar10, synthetic_cifar, TensorLoader, CifarData, textbook_loader
-training  Trainer (.fit), evaluate, Tester, History, seed_everything, Checkpoint, Callback
+training  Trainer (.fit), evaluate, tta_logits, Tester, History, seed_everything, Checkpoint,
+          Callback, Lookahead
 plots     Animator, show_figure;  timing: Timer
 models    ResNetForCifar, GatedCNN, GatedBlock, SpeedrunNet, resnet152_transfer, remove_skip_connections,
           SmallResNet
@@ -18,7 +19,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "callbacks": ["Callback", "Checkpoint", "StopAfter"],
+    "callbacks": ["Callback", "Checkpoint", "Lookahead", "StopAfter"],
     "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
              "textbook_loader", "torchvision_dataset"],
     "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
@@ -38,7 +39,8 @@ _EXPORTS = {
     "results": ["artifacts_dir", "record_results"],
     "synthetic": ["synthetic_cifar"],
     "timing": ["Timer"],
-    "training": ["History", "NonFiniteLossError", "Tester", "Trainer", "evaluate", "seed_everything"],
+    "training": ["History", "NonFiniteLossError", "Tester", "Trainer", "evaluate", "seed_everything",
+                 "tta_logits"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

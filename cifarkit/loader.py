@@ -17,13 +17,23 @@ from .dataset import CIFAR10_MEAN, CIFAR10_STD, stratified_indices
 from .devices import resolve_device
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad a batch `B x C x H x W` with zeros and cut a random `H x W` window per image.
+PAD_MODES = ("zeros", "reflect")
 
-    Equivalent to torchvision's `RandomCrop(H, padding=padding)` applied image by image.
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, pad_mode: str = "zeros") -> torch.Tensor:
+    """Pad a batch `B x C x H x W` and cut a random `H x W` window per image.
+
+    Equivalent to torchvision's `RandomCrop(H, padding=padding, padding_mode=...)` applied image by
+    image; `pad_mode` is ``"zeros"`` or ``"reflect"`` (mirror the border, so no black frame).
     """
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     b, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    pad = (padding, padding, padding, padding)
+    if pad_mode == "reflect":  # reflection padding has no integer kernel on the CPU
+        padded = F.pad(x.float(), pad, mode="reflect").to(x.dtype)
+    else:
+        padded = F.pad(x, pad)
     offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
     rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]
@@ -105,7 +115,8 @@ class TensorLoader(Batches):
         batch_size: images per batch.
         shuffle: draw a new permutation every epoch.
         drop_last: skip the final short batch (keeps BatchNorm statistics clean in training).
-        augment: random crop with `crop_padding` zero padding, then random horizontal flip.
+        augment: random crop with `crop_padding` pixels of padding (``pad_mode`` "zeros" or
+            "reflect"), then random horizontal flip.
         normalize: subtract `mean` and divide by `std` (on the 0..1 scale); else just scale to 0..1.
         resize: output side length (e.g. 224 for ImageNet models), bilinear, after augmentation.
         device: where the data and batches live ("auto" picks the GPU when there is one).
@@ -118,7 +129,7 @@ class TensorLoader(Batches):
     def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, drop_last: bool = False,
                  augment: bool = False, normalize: bool = True, resize: int | None = None,
                  device="auto", seed: int = 0, n: int | None = None, crop_padding: int = 4,
-                 mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
+                 pad_mode: str = "zeros", mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
                  tag: str | None = None):
         x, y = torch.as_tensor(x), torch.as_tensor(y)
         if x.dtype != torch.uint8 or x.dim() != 4:
@@ -126,7 +137,10 @@ class TensorLoader(Batches):
         if n is not None and len(y) == len(x):
             idx = stratified_indices(y, n, seed)
             x, y = x[idx], y[idx]
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         super().__init__(x, y, batch_size, shuffle, drop_last, seed, device)
+        self.pad_mode = pad_mode
         self.augment, self.normalize, self.resize = augment, normalize, resize
         self.crop_padding, self.memory_format, self.tag = crop_padding, memory_format, tag
         scale = 255.0
@@ -138,7 +152,7 @@ class TensorLoader(Batches):
         """uint8 batch -> float batch: (augment), normalise, (resize), memory format."""
         if self.augment if train is None else train:
             if self.crop_padding:
-                xb = random_crop(xb, self.crop_padding, self.generator)
+                xb = random_crop(xb, self.crop_padding, self.generator, self.pad_mode)
             xb = random_flip(xb, self.generator)
         xb = xb.float()
         xb = (xb - self._mean) * self._inv_std if self.normalize else xb / 255.0

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import devices
 from .callbacks import Callback
@@ -139,12 +140,33 @@ def _to(batch, device):
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
+def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False, shift: int = 0) -> torch.Tensor:
+    """The logits of `model` for the batch `x`, averaged over test-time augmented views.
+
+    `flip`: average each view with its mirror image. `shift` > 0: also look at the images moved
+    by `shift` pixels up-left and down-right (border reflected); those two views together get
+    half the weight and the unshifted view the other half. No flags: just ``model(x)``.
+    """
+    def view_logits(v):
+        return (model(v) + model(v.flip(3))) / 2 if flip else model(v)
+
+    out = view_logits(x)
+    if shift:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (shift,) * 4, mode="reflect")
+        moved = [padded[..., :h, :w], padded[..., 2 * shift:, 2 * shift:]]
+        layout = torch.channels_last if x.stride(1) == 1 else torch.contiguous_format  # keep x's layout
+        out = out / 2 + sum(view_logits(v.contiguous(memory_format=layout)) for v in moved) / 4
+    return out
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str | None = "auto",
-             tta_flip: bool = False) -> dict:
+             tta_flip: bool = False, tta_shift: int = 0) -> dict:
     """Average loss and accuracy of `model` over `loader`, in eval mode, without gradients.
 
-    `tta_flip=True` averages the logits of each image and its mirror image (test-time augmentation).
+    Test-time augmentation (see `tta_logits`): `tta_flip=True` averages the logits of each image
+    and its mirror image; `tta_shift=k` adds views moved by k pixels.
     Returns {"loss": float, "acc": float, "n": int}. The model's train/eval mode is restored.
     """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -159,9 +181,7 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
         for batch in loader:
             x, y = _to(batch, device)
             with devices.autocast(precision, device):
-                out = model(x)
-                if tta_flip:
-                    out = (out + model(x.flip(3))) / 2
+                out = tta_logits(model, x, tta_flip, tta_shift)
                 loss = loss_fn(out.float(), y)
             loss_sum += loss.detach().float() * len(y)
             correct += (out.argmax(1) == y).sum()
@@ -185,11 +205,14 @@ class Tester:
 
     __test__ = False  # tell pytest this is not a test class
 
-    def __init__(self, loader, loss_fn=None, precision: str | None = "auto", tta_flip: bool = False):
-        self.loader, self.loss_fn, self.precision, self.tta_flip = loader, loss_fn, precision, tta_flip
+    def __init__(self, loader, loss_fn=None, precision: str | None = "auto", tta_flip: bool = False,
+                 tta_shift: int = 0):
+        self.loader, self.loss_fn, self.precision = loader, loss_fn, precision
+        self.tta_flip, self.tta_shift = tta_flip, tta_shift
 
     def test(self, model: nn.Module) -> dict:
-        return evaluate(model, self.loader, self.loss_fn, precision=self.precision, tta_flip=self.tta_flip)
+        return evaluate(model, self.loader, self.loss_fn, precision=self.precision,
+                        tta_flip=self.tta_flip, tta_shift=self.tta_shift)
 
 
 STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
@@ -205,7 +228,8 @@ class Trainer:
             precision on older GPUs), "32", "bf16-mixed" or "16-mixed". The choice is printed.
         channels_last: store conv weights and batches channels-last (None: on for 4-D image
             batches when autocast is used, where it pays off).
-        callbacks: objects with `on_fit_start / on_epoch_end / on_fit_end` (see `cifarkit.callbacks`),
+        callbacks: objects with `on_fit_start / on_train_batch_end / on_epoch_end / on_fit_end`
+            (see `cifarkit.callbacks`),
             e.g. `Animator()`, `Checkpoint(path)`, `SparsityTracker()`.
         progress: show a tqdm progress bar: True, False, or "auto" (in a live notebook or a terminal,
             not in headless runs such as papermill; the one-line log per epoch is printed either way).
@@ -415,6 +439,8 @@ class Trainer:
                 self.optimizer.step()
             if per_batch_sched:
                 self.scheduler.step()
+            for cb in self.callbacks:
+                _call(cb, "on_train_batch_end", self, model)
             loss = loss.detach()
             bad_now = ~torch.isfinite(loss)
             first_bad = torch.where(bad_now & (first_bad < 0), torch.as_tensor(i, device=device), first_bad)
@@ -469,5 +495,5 @@ def _call(cb, hook, *args):
         fn(*args)
 
 
-__all__ = ["Trainer", "History", "evaluate", "Tester", "seed_everything", "NonFiniteLossError",
+__all__ = ["Trainer", "History", "evaluate", "tta_logits", "Tester", "seed_everything", "NonFiniteLossError",
            "Callback", "METRICS"]

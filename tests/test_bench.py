@@ -8,6 +8,8 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import accuracy  # noqa: E402
+import memory  # noqa: E402
+import run_all  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,7 +29,7 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved == entry and saved["epochs"] == 1 and saved["n_train"] == 256
     assert saved["data"].startswith("SYNTHETIC")
-    assert 0.0 <= saved["test_acc"] <= 1.0 and saved["test_acc_tta_flip"] is not None
+    assert 0.0 <= saved["test_acc"] <= 1.0 and saved["test_acc_tta"] is not None and saved["tta"]
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "curve.png").exists()
     merged = json.loads(results.read_text())
     assert set(merged) == {"other-3ep", "speedrun-1ep"}
@@ -44,3 +46,31 @@ def test_accuracy_stop_after_writes_a_partial_result_then_resumes(tmp_path):
     finished = accuracy.main(args)
     assert finished["epochs"] == 2 and finished["complete"]
     assert finished["val_acc_per_epoch"][0] == partial["val_acc_per_epoch"][0]
+
+
+def test_memory_measures_each_case_in_its_own_process(tmp_path):
+    out = memory.main(["--only", "07", "--steps", "2", "--source", "synthetic", "--json", str(tmp_path / "m.json")])
+    case = out["cases"]["07"]
+    assert json.loads((tmp_path / "m.json").read_text()) == out
+    assert case["steps"] == 2 and case["batch_size"] == 1024 and case["n_train"] == 5000
+    # a fresh process: its peak includes the data and a training step of a 2M-parameter net at batch 1024
+    assert case["peak_rss_mib"] > case["rss_after_data_mib"] > 100
+    with pytest.raises(SystemExit):
+        memory.main(["--only", "99"])
+    with pytest.raises(SystemExit):
+        memory.main(["--steps", "1"])
+
+
+def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    (tmp_path / "results.md").write_text("# Benchmarks\n\n<!-- section: loop -->\n## 1. old loop\n\nkept text\n"
+                                         "<!-- section: suite -->\n## 4-5. old suite\n")
+    monkeypatch.setitem(run_all.SECTIONS, "suite", lambda: ["## 4-5. new suite", "", "fresh"])
+    monkeypatch.setattr(run_all, "accuracy_section", lambda: ["## Real-data accuracy"])
+    run_all.main(["--only", "suite"])
+    text = (tmp_path / "results.md").read_text()
+    assert "kept text" in text and "fresh" in text and "old suite" not in text
+    assert text.index("old loop") < text.index("new suite") < text.index("Real-data accuracy")
+    sections = run_all.previous_sections(tmp_path / "results.md")
+    assert sections["loop"][0] == "## 1. old loop" and sections["suite"][0] == "## 4-5. new suite"
+    assert sections["suite"][2].startswith("_Measured ")

@@ -107,3 +107,17 @@ def test_bad_input_is_rejected():
         TensorLoader(x, y[:3])
     with pytest.raises(ValueError):
         TensorLoader(x, y, batch_size=0)
+
+
+def test_reflect_crop_is_a_window_of_the_mirrored_image_without_black_borders():
+    x, _ = random_images(20)
+    x = x.clamp(min=1)                                   # no zero pixels of its own
+    out = random_crop(x, 2, torch.Generator().manual_seed(6), pad_mode="reflect")
+    assert out.dtype == torch.uint8 and (out > 0).all()  # zero padding would leave black strips
+    padded = F.pad(x.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    for o, p in zip(out, padded):
+        assert any(torch.equal(o, p[:, r:r + 32, c:c + 32]) for r in range(5) for c in range(5))
+    with pytest.raises(ValueError, match="pad_mode"):
+        random_crop(x, 2, torch.Generator(), pad_mode="wrap")
+    with pytest.raises(ValueError, match="pad_mode"):
+        TensorLoader(x, torch.zeros(20, dtype=torch.int64), pad_mode="circular")

@@ -4,35 +4,72 @@ import pytest
 import torch
 
 from cifarkit.callbacks import StopAfter
-from cifarkit.models import SpeedrunNet
+from cifarkit.models import SpeedrunNet, SpeedrunStage, patch_whitening_filters
 from cifarkit.recipes import RECIPES, TimeToAccuracy, get_recipe, train_recipe
 from cifarkit.synthetic import synthetic_cifar
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"widths": (8, 8, 16)}
+TINY = {"widths": (8, 16)}
 
 
 def test_speedrun_net_shapes_parameters_and_validation():
     torch.manual_seed(0)
     net = SpeedrunNet()
-    assert sum(p.numel() for p in net.parameters()) == 1_978_016  # as documented
+    assert sum(p.numel() for p in net.parameters()) == 1_972_792  # as documented
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    small = SpeedrunNet((8, 8, 16), num_classes=4)
+    small = SpeedrunNet((8, 16), num_classes=4)
     assert small(torch.randn(3, 3, 32, 32)).shape == (3, 4)
-    assert len(small.stages) == 2
-    for bad in [dict(widths=(8,)), dict(widths=(8, 0)), dict(num_classes=0)]:
+    assert len(small.stages) == 2 and small.whiten.out_channels == 24
+    assert not small.whiten.weight.requires_grad and small.whiten.bias.requires_grad
+    assert all(not bn.weight.requires_grad and bn.bias.requires_grad
+               for bn in small.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    for bad in [dict(widths=()), dict(widths=(8, 0)), dict(num_classes=0), dict(whiten_kernel=0)]:
         with pytest.raises(ValueError):
             SpeedrunNet(**bad)
 
 
 def test_logit_scale_multiplies_the_logits():
     torch.manual_seed(1)
-    a = SpeedrunNet((8, 8, 16), logit_scale=1.0).eval()
-    b = SpeedrunNet((8, 8, 16), logit_scale=0.125).eval()
+    a = SpeedrunNet((8, 16), logit_scale=1.0).eval()
+    b = SpeedrunNet((8, 16), logit_scale=0.125).eval()
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(b(x), a(x) * 0.125)
+
+
+def test_whitening_filters_decorrelate_the_patches():
+    torch.manual_seed(2)
+    mix = torch.tensor([[1.0, 0.9, 0.8], [0.0, 0.5, 0.4], [0.0, 0.0, 0.3]])
+    images = torch.einsum("dc,nchw->ndhw", mix, torch.randn(64, 3, 16, 16)) + 2.0  # correlated colours
+    filters = patch_whitening_filters(images, kernel_size=2, eps=0.0)
+    assert filters.shape == (24, 3, 2, 2)
+    torch.testing.assert_close(filters[12:], -filters[:12])
+    out = torch.nn.functional.conv2d(images, filters[:12])          # one channel per direction
+    flat = out.permute(1, 0, 2, 3).reshape(12, -1)
+    cov = flat @ flat.T / flat.shape[1]
+    torch.testing.assert_close(cov, torch.eye(12), atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        patch_whitening_filters(images[0])
+
+
+def test_init_whitening_sets_the_stem_and_keeps_it_frozen():
+    torch.manual_seed(3)
+    net = SpeedrunNet((8, 16))
+    images = torch.randn(32, 3, 32, 32)
+    net.init_whitening(images)
+    torch.testing.assert_close(net.whiten.weight, patch_whitening_filters(images, 2))
+    assert not net.whiten.weight.requires_grad
+
+
+def test_speedrun_stage_convolutions_start_as_identity_filters():
+    torch.manual_seed(4)
+    stage = SpeedrunStage(4, 6)
+    y = torch.randn(2, 6, 8, 8)
+    torch.testing.assert_close(stage.res_conv(y), y)                   # square: the identity
+    x = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(stage.conv(x)[:, :4], x)                # first in_ch outputs copy the input
+    assert not torch.allclose(stage.conv(x)[:, 4:], torch.zeros(2, 2, 8, 8))  # the rest stay random
 
 
 def test_get_recipe_names_and_validation():
@@ -50,7 +87,7 @@ def test_get_recipe_names_and_validation():
 
 
 def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
-    recipe = get_recipe("speedrun", epochs=2, lr=0.4, warmup=0.25)
+    recipe = get_recipe("gated-seed", schedule="triangular", epochs=2, lr=0.4, warmup=0.25)
     opt = recipe.build_optimizer(SpeedrunNet(TINY["widths"]))
     sched = recipe.build_scheduler(opt, steps_per_epoch=10)  # 20 steps, peak at step 5
     lrs = []
@@ -64,20 +101,55 @@ def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
     assert math.isclose(opt.param_groups[0]["lr"], 0.0, abs_tol=1e-12)
 
 
-def test_norm_and_bias_parameters_can_skip_weight_decay():
+def test_triangular_schedule_starts_and_ends_at_the_given_shares_of_the_peak():
+    recipe = get_recipe("speedrun", epochs=1, lr=1.0, warmup=0.2, lr_start=0.2, lr_end=0.1)
+    opt = recipe.build_optimizer(SpeedrunNet(TINY["widths"]))
+    sched = recipe.build_scheduler(opt, steps_per_epoch=10)  # peak at step 2
+    lrs = [[g["lr"] for g in opt.param_groups]]
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append([g["lr"] for g in opt.param_groups])
+    weights, biases = zip(*lrs)
+    assert [round(v, 6) for v in weights[:3]] == [0.2, 0.6, 1.0]
+    assert math.isclose(weights[-1], 0.1) and min(weights) == weights[-1]
+    assert all(math.isclose(b, w * recipe.bias_lr_scale) for w, b in zip(weights, biases))
+
+
+def test_with_batch_size_scales_the_learning_rate_linearly():
+    base = get_recipe("speedrun")
+    small = base.with_batch_size(base.batch_size // 8)
+    assert small.batch_size == base.batch_size // 8 and math.isclose(small.lr, base.lr / 8)
+    assert small.weight_decay == base.weight_decay and small.epochs == base.epochs
+
+
+def test_norm_and_bias_parameters_get_their_own_learning_rate_and_decay():
     net = SpeedrunNet(TINY["widths"])
-    opt = get_recipe("speedrun").build_optimizer(net)
-    decayed, plain = opt.param_groups
-    assert decayed["weight_decay"] == 5e-4 and plain["weight_decay"] == 0.0
-    assert all(p.dim() == 4 or p.dim() == 2 for p in decayed["params"])
-    assert all(p.dim() == 1 for p in plain["params"])
-    assert len(decayed["params"]) + len(plain["params"]) == len(list(net.parameters()))
-    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
+    recipe = get_recipe("speedrun")
+    opt = recipe.build_optimizer(net)
+    weights, small = opt.param_groups
+    assert (weights["lr"], weights["weight_decay"]) == (recipe.lr, recipe.weight_decay)
+    assert math.isclose(small["lr"], recipe.lr * 64) and math.isclose(small["weight_decay"], recipe.weight_decay / 64)
+    assert all(p.dim() in (2, 4) for p in weights["params"]) and all(p.dim() == 1 for p in small["params"])
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert len(weights["params"]) + len(small["params"]) == len(trainable) < len(list(net.parameters()))
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.85
+    no_decay = recipe.replace(decay_norm_and_bias=False, bias_lr_scale=1.0).build_optimizer(net)
+    assert no_decay.param_groups[1]["weight_decay"] == 0.0 and no_decay.param_groups[1]["lr"] == recipe.lr
     gated = get_recipe("gated-seed", model_kwargs={"widths": (4, 4, 4, 4, 4), "hidden": 8})
     model = gated.build_model()
     adam = gated.build_optimizer(model)
     assert isinstance(adam, torch.optim.Adam) and len(adam.param_groups) == 1
     assert adam.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_new_recipe_fields_are_validated():
+    for bad in [dict(bias_lr_scale=0.0), dict(lr_start=1.5), dict(lr_end=-0.1), dict(crop_padding=-1),
+                dict(tta_shift=1.0), dict(pad_mode="wrap")]:
+        with pytest.raises(ValueError):
+            get_recipe("speedrun", **bad)
+    assert get_recipe("speedrun").tta == "flip + shift 1" and get_recipe("gated-seed").tta == ""
+    assert "lookahead" in get_recipe("speedrun").summary()
 
 
 def test_time_to_accuracy_records_the_first_epoch_at_each_target():

@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifarkit.callbacks import Callback, StopAfter, atomic_save
+from cifarkit.callbacks import Callback, Lookahead, StopAfter, atomic_save
 from cifarkit.loader import TensorLoader
-from cifarkit.training import History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything
+from cifarkit.training import (History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything,
+                               tta_logits)
 
 from conftest import REPO, random_images, tiny_cnn
 
@@ -245,3 +246,77 @@ def test_stop_after_ends_the_fit_early_and_only_counts_this_call():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError):
             StopAfter(bad)
+
+
+class PixelReader(nn.Module):
+    """Outputs channel 0 of the pixel at row 1, column 1: easy to follow through TTA views."""
+
+    def forward(self, x):
+        return x[:, :1, 1, 1]
+
+
+def test_tta_logits_weights_the_flipped_and_shifted_views():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
+    model = PixelReader()
+    torch.testing.assert_close(tta_logits(model, x), x[:, :1, 1, 1])
+    mirrored = x[:, :1, 1, 3]                                   # (1, 1) of the mirror image
+    torch.testing.assert_close(tta_logits(model, x, flip=True), (x[:, :1, 1, 1] + mirrored) / 2)
+    # moved by one pixel: (1, 1) shows (0, 0) in one view and (2, 2) in the other
+    expected = x[:, :1, 1, 1] / 2 + (x[:, :1, 0, 0] + x[:, :1, 2, 2]) / 4
+    torch.testing.assert_close(tta_logits(model, x, shift=1), expected)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(tta_logits(model, cl, flip=True, shift=1), tta_logits(model, x, flip=True, shift=1))
+
+
+def test_evaluate_with_shift_tta_covers_every_image():
+    train, val = loaders(n=64)
+    model = tiny_cnn()
+    plain = evaluate(model, val, precision="32")
+    shifted = evaluate(model, val, precision="32", tta_flip=True, tta_shift=2)
+    assert shifted["n"] == plain["n"] == 64 and shifted["loss"] != plain["loss"]
+    assert Tester(val, precision="32", tta_flip=True, tta_shift=2).test(model) == shifted
+
+
+def test_every_optimizer_step_reaches_on_train_batch_end():
+    class Count(Callback):
+        steps = 0
+
+        def on_train_batch_end(self, trainer, model):
+            self.steps += 1
+    train, _ = loaders(n=96, batch=32)
+    count = Count()
+    Trainer(2, precision="32", progress=False, log=False, callbacks=[count]).fit(tiny_cnn(), train)
+    assert count.steps == 2 * len(train) == 6
+
+
+def test_lookahead_pulls_the_weights_back_to_a_slow_average():
+    model = nn.Linear(2, 1, bias=False)
+    look = Lookahead(total_steps=4, every=2, decay=0.5)
+    look.on_fit_start(None, model)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    look.on_train_batch_end(None, model)                       # step 1: nothing happens
+    torch.testing.assert_close(model.weight, start + 1.0)
+    look.on_train_batch_end(None, model)                       # step 2: decay 0.5 * (2/4)**3
+    d = 0.5 * 0.5 ** 3
+    torch.testing.assert_close(model.weight, d * start + (1 - d) * (start + 1.0))
+    torch.testing.assert_close(look.slow["weight"], model.weight.detach())
+    again = Lookahead(total_steps=4, every=2, decay=0.5)
+    again.load_state_dict(look.state_dict())
+    again.on_fit_start(None, nn.Linear(2, 1, bias=False))     # a resumed copy keeps its slow weights
+    assert again.step == 2 and torch.equal(again.slow["weight"], look.slow["weight"])
+    for bad in [dict(total_steps=0), dict(total_steps=4, every=0), dict(total_steps=4, decay=1.0)]:
+        with pytest.raises(ValueError):
+            Lookahead(**bad)
+
+
+def test_lookahead_covers_batchnorm_statistics_but_not_the_step_counter():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    look = Lookahead(total_steps=1, every=1, decay=0.5)
+    look.on_fit_start(None, model)
+    assert set(look.slow) == {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var"}
+    model(torch.randn(8, 3, 6, 6))                               # moves the running statistics
+    moved = model[1].running_mean.clone()
+    look.on_train_batch_end(None, model)
+    torch.testing.assert_close(model[1].running_mean, moved / 2)
