@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-import sys
 import time
 import urllib.error
 import warnings
@@ -118,8 +117,7 @@ def _warn_unverified(path: Path) -> None:
     _warned_unverified.add(key)
     msg = (f"CIFAR-10 at {path} was loaded WITHOUT md5 verification (verify=False): counts, shapes "
            "and labels were checked, the files' checksums were not.")
-    warnings.warn(msg, UnverifiedDataWarning, stacklevel=3)
-    print(f"NOTE: {msg}", file=sys.stderr, flush=True)
+    warnings.warn(msg, UnverifiedDataWarning, stacklevel=3)  # once per copy; `load_data` also labels the data
 
 
 def _read_cache(path: Path, train: bool):
