@@ -7,7 +7,8 @@ background) are read from bench/accuracy_results.json and tabled, not re-measure
     python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory]
 
 With `--only`, the sections not re-measured are kept from the current results.md (each section
-says when it was measured).
+says when it was measured); `--only accuracy` measures nothing and just rewrites the table of
+bench/accuracy.py's runs.
 """
 from __future__ import annotations
 
@@ -174,15 +175,16 @@ def previous_sections(path: Path) -> dict[str, list[str]]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", help="comma-separated subset of " + ",".join(SECTIONS))
+    p.add_argument("--only", help="comma-separated subset of " + ",".join(SECTIONS) + " (or: accuracy)")
     p.add_argument("--skip-suite", action="store_true", help="do not time the quick suite")
     args = p.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SECTIONS)
     if args.skip_suite and "suite" in chosen:
         chosen.remove("suite")
-    unknown = set(chosen) - set(SECTIONS)
+    unknown = set(chosen) - set(SECTIONS) - {"accuracy"}
     if unknown:
-        p.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+        p.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}, accuracy")
+    chosen = [c for c in chosen if c != "accuracy"]  # the accuracy table is always rewritten
     results = HERE / "results.md"
     kept = previous_sections(results)
     lines = ["# Benchmarks", "", f"Written by `make bench` (`python bench/run_all.py`) on {machine()}.", ""]

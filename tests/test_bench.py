@@ -71,6 +71,8 @@ def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):
     text = (tmp_path / "results.md").read_text()
     assert "kept text" in text and "fresh" in text and "old suite" not in text
     assert text.index("old loop") < text.index("new suite") < text.index("Real-data accuracy")
+    run_all.main(["--only", "accuracy"])  # measures nothing, keeps every section
+    assert (tmp_path / "results.md").read_text() == text
     sections = run_all.previous_sections(tmp_path / "results.md")
     assert sections["loop"][0] == "## 1. old loop" and sections["suite"][0] == "## 4-5. new suite"
     assert sections["suite"][2].startswith("_Measured ")
