@@ -63,8 +63,8 @@ def _gated(data):
 def _speedrun(data):
     recipe = ck.get_recipe("speedrun")
     model = recipe.build_model()
-    return model, recipe.build_optimizer(model), dict(batch_size=recipe.batch_size, augment=True,
-                                                      crop_padding=2, pad_mode="reflect")
+    return model, recipe.build_optimizer(model), dict(batch_size=recipe.batch_size, augment=recipe.augment,
+                                                      crop_padding=recipe.crop_padding, pad_mode=recipe.pad_mode)
 
 
 CASES = {

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from .callbacks import Callback, Checkpoint, Lookahead
-from .loader import TensorLoader
+from .loader import PAD_MODES, TensorLoader
 from .timing import Timer
 from .training import History, Trainer, evaluate, seed_everything
 
@@ -117,8 +117,8 @@ class Recipe:
             value = getattr(self, attr)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{attr} must be a non-negative int, got {value!r}")
-        if self.pad_mode not in ("zeros", "reflect"):
-            raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {self.pad_mode!r}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
 
     def replace(self, **changes) -> "Recipe":
         """A copy with some fields changed (validated again)."""
