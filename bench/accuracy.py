@@ -14,6 +14,9 @@ and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and a
 Evaluation: the 10,000-image test split, and separately its first 1,000 images. In the copy of
 CIFAR-10 built from ``../shared/data/cifar10`` those 1,000 have exact pixels while the other
 images (train and test) were decoded from JPEG copies, so the two numbers bracket the effect.
+That folder's archive also holds JPEG copies of the 1,000 exact images: when it is found
+(``--jpeg-twins``, default ``../shared/data/cifar10/cifar10-jpeg.tar.gz``) the same 1,000 images
+are scored a third time with the JPEG-decoded pixels, which isolates what the JPEG step costs.
 
 Data: ``--source cifar10`` (the verified release, downloaded when missing: what users run) or
 ``cifar10-unverified`` (a trusted copy prepared with ``python -m cifarkit data prepare --from DIR
@@ -37,6 +40,38 @@ import cifarkit as ck  # noqa: E402
 from cifarkit.recipes import RECIPES, get_recipe, train_recipe  # noqa: E402
 
 EXACT_TEST_IMAGES = 1000
+JPEG_TWINS = HERE.parent.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
+#: JPEG twins further than this (mean absolute difference, 0-255 scale) from the exact images are
+#: not copies of them (the copy's JPEG step measures about 5.8)
+TWIN_MAX_MAE = 16.0
+
+
+def jpeg_twins(archive: Path, exact: torch.Tensor) -> torch.Tensor:
+    """The JPEG-decoded copies of the test images `exact` (N x 3 x 32 x 32 uint8, the split's first
+    N) from the shared folder's archive (``test/00000.jpg`` ...), checked to be copies of them."""
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    n = len(exact)
+    twins, found = torch.empty_like(exact), torch.zeros(n, dtype=torch.bool)
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            split, _, name = member.name.partition("/")
+            if member.isfile() and split == "test" and name[:5].isdigit() and int(name[:5]) < n:
+                i = int(name[:5])
+                img = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
+                twins[i] = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
+                found[i] = True
+    if not found.all():
+        raise ValueError(f"{archive} lacks JPEG copies of {int((~found).sum())} of the first {n} test images")
+    mae = (twins.float() - exact.float()).abs().mean().item()
+    if mae > TWIN_MAX_MAE:
+        raise ValueError(f"the JPEG images in {archive} differ from this test split by {mae:.1f}/255 on "
+                         "average: they are not copies of these images")
+    return twins
 
 
 def hardware() -> str:
@@ -96,6 +131,8 @@ def main(argv=None) -> dict:
     p.add_argument("--n-test", type=int, help="test on a subset (smoke tests only)")
     p.add_argument("--allow-synthetic", action="store_true")
     p.add_argument("--stop-after", type=int, help="train at most this many more epochs in this invocation")
+    p.add_argument("--jpeg-twins", default=str(JPEG_TWINS),
+                   help="archive of the copy's JPEG images (skipped when missing or for synthetic data)")
     args = p.parse_args(argv)
     if args.source == "synthetic" and not args.allow_synthetic:
         p.error("--source synthetic measures nothing about CIFAR-10; add --allow-synthetic for a smoke test")
@@ -114,6 +151,11 @@ def main(argv=None) -> dict:
     n_exact = min(EXACT_TEST_IMAGES, len(data.y_test))
     exact_loader = ck.TensorLoader(data.x_test[:n_exact], data.y_test[:n_exact], 500, device=args.device)
     exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
+    twin_acc = None
+    if args.source != "synthetic" and Path(args.jpeg_twins).is_file():
+        twins = jpeg_twins(Path(args.jpeg_twins), data.x_test[:n_exact])
+        twin_loader = ck.TensorLoader(twins, data.y_test[:n_exact], 500, device=args.device)
+        twin_acc = ck.evaluate(result.model, twin_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
     entry = {
         "key": f"{recipe.name}-{recipe.epochs}ep",
         "recipe": recipe.name,
@@ -129,6 +171,7 @@ def main(argv=None) -> dict:
         "tta": recipe.tta,
         "exact_first_1000_acc": exact,
         "exact_note": "first 1000 test images; exact pixels in the shared copy (the rest JPEG-derived)",
+        "jpeg_twin_first_1000_acc": twin_acc,
         "val_acc_per_epoch": list(hist["val_acc"]),
         "train_minutes": result.train_seconds / 60,
         "images_per_s": result.images_per_s,
@@ -147,7 +190,9 @@ def main(argv=None) -> dict:
     merge_results(entry, Path(args.results))
     print(f"{recipe.name}: test {entry['test_acc']:.2%}"
           + (f", with TTA ({recipe.tta}) {entry['test_acc_tta']:.2%}" if result.test_tta else "")
-          + f"; exact first {n_exact}: {exact:.2%}; {entry['train_minutes']:.1f} training minutes "
+          + f"; exact first {n_exact}: {exact:.2%}"
+          + (f" (the same images JPEG-decoded: {twin_acc:.2%})" if twin_acc is not None else "")
+          + f"; {entry['train_minutes']:.1f} training minutes "
           f"at {entry['images_per_s']:.0f} images/s ({entry['hardware']})", flush=True)
     return entry
 

@@ -8,11 +8,11 @@ runs `--steps` training steps and one evaluation batch, and reports the process'
 memory (and the GPU's peak allocation on a GPU). Each case runs in its own process, so the peaks
 do not mix. The heaviest training step of each notebook is the case:
 
-    01-04   ResNetForCifar (ResNet-18 body, 512-100-10 head), every layer trained, 32 px, batch 128
-    05-head ResNet-152, frozen backbone, head trained through it at 224 px, batch 64
-    05-ablation  the skip-connection ablation: five ResNet-152 blocks unfrozen, 224 px, batch 64
-    06      GatedCNN (64, 128, 256, 512, 512), crop + flip, batch 128
-    07      SpeedrunNet (64, 256, 256), batch 1024
+    01-04   ResNetForCifar (ResNet-18 body, 512-100-10 head), every layer trained (notebook 01's profile)
+    05-head ResNet-152, frozen backbone, head trained through it at the notebook's image size
+    05-ablation  the skip-connection ablation: the notebook's `blocks` unfrozen and without shortcuts
+    06      GatedCNN at the notebook's widths, crop + flip
+    07      SpeedrunNet at the notebook's widths and batch size
 
     python bench/memory.py [--steps 3] [--source cifar10-unverified] [--only 06,07] [--json out.json]
 
@@ -21,6 +21,7 @@ Weights are random (ImageNet weights cost the same memory and need a download).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import resource
 import subprocess
@@ -35,52 +36,90 @@ sys.path.insert(0, str(HERE.parent))
 
 import cifarkit as ck  # noqa: E402
 
-ABLATION_BLOCKS = ["layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30"]  # as in notebook 05
+NOTEBOOKS = HERE.parent / "notebooks"
+
+
+def full_profile(notebook: str) -> dict:
+    """The `full` profile that `notebooks/<notebook>.ipynb` declares in its setup cell."""
+    return ck.notebook_profiles(NOTEBOOKS / f"{notebook}.ipynb")["full"]
+
+
+def notebook_literal(notebook: str, name: str):
+    """The literal assigned to `name` at the top level of one of the notebook's code cells."""
+    nb = json.loads((NOTEBOOKS / f"{notebook}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]))
+        except SyntaxError:  # IPython syntax (%pip ...) in a cell that cannot hold the name
+            continue
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == name):
+                return ast.literal_eval(node.value)
+    raise LookupError(f"notebook {notebook} assigns no literal to {name!r}")
 
 
 def _resnet18(data):
+    cfg = full_profile("01_softmax_vs_logits")
     model = ck.ResNetForCifar(weights=None)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3), dict(batch_size=128, augment=True)
+    return model, torch.optim.Adam(model.parameters(), lr=cfg["lr"]), dict(batch_size=cfg["batch_size"],
+                                                                          augment=cfg["augment"])
 
 
-def _resnet152(unfrozen):
+def _resnet152(ablation: bool):
     def build(data):
+        cfg = full_profile("05_resnet152_transfer")
         model = ck.resnet152_transfer(num_classes=10, weights=None, frozen_bn_eval=False)
-        if unfrozen:
-            ck.remove_skip_connections(model, unfrozen)
-            ck.unfreeze(model, unfrozen)
+        batch_size, lr = cfg["batch_size"], cfg["lr"]
+        if ablation:
+            blocks = notebook_literal("05_resnet152_transfer", "blocks")
+            ck.remove_skip_connections(model, blocks)
+            ck.unfreeze(model, blocks)
+            batch_size, lr = cfg["ablation_batch_size"], cfg["ablation_lr"]
         ck.set_frozen_bn_eval(model)
         params = ck.trainable_parameters(model)
-        return model, torch.optim.Adam(params, lr=1e-4), dict(batch_size=64, resize=224)
+        return model, torch.optim.Adam(params, lr=lr), dict(batch_size=batch_size, resize=cfg["image_size"])
     return build
 
 
 def _gated(data):
-    model = ck.GatedCNN(widths=(64, 128, 256, 512, 512), gate_init="open")
-    return model, torch.optim.Adam(model.parameters(), lr=2e-3), dict(batch_size=128, augment=True)
+    cfg = full_profile("06_gated_cnn")
+    recipe = ck.get_recipe("gated-improved", model_kwargs={"widths": cfg["widths"], "gate_init": "open"})
+    model = recipe.build_model()
+    return model, recipe.build_optimizer(model), dict(batch_size=cfg["batch_size"], augment=recipe.augment)
 
 
 def _speedrun(data):
-    recipe = ck.get_recipe("speedrun")
+    cfg = full_profile("07_speedrun")
+    recipe = ck.get_recipe("speedrun", model_kwargs={"widths": cfg["widths"]}).with_batch_size(cfg["batch_size"])
     model = recipe.build_model()
     return model, recipe.build_optimizer(model), dict(batch_size=recipe.batch_size, augment=recipe.augment,
                                                       crop_padding=recipe.crop_padding, pad_mode=recipe.pad_mode)
 
 
 CASES = {
-    "01-04": ("notebooks 01-04: ResNet-18 body, all layers trained, 32 px, batch 128", _resnet18),
-    "05-head": ("notebook 05: ResNet-152, frozen backbone, head trained through it, 224 px, batch 64",
-                _resnet152([])),
-    "05-ablation": ("notebook 05: skip ablation, 5 ResNet-152 blocks trained, 224 px, batch 64",
-                    _resnet152(ABLATION_BLOCKS)),
-    "06": ("notebook 06: GatedCNN (64, 128, 256, 512, 512), batch 128", _gated),
-    "07": ("notebook 07: SpeedrunNet (64, 256, 256), batch 1024", _speedrun),
+    "01-04": ("notebooks 01-04: ResNet-18 body, all layers trained, 32 px", _resnet18),
+    "05-head": ("notebook 05: ResNet-152, frozen backbone, head trained through it", _resnet152(False)),
+    "05-ablation": ("notebook 05: skip ablation, the notebook's ResNet-152 blocks trained without shortcuts",
+                    _resnet152(True)),
+    "06": ("notebook 06: GatedCNN", _gated),
+    "07": ("notebook 07: SpeedrunNet", _speedrun),
 }
 
 
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _describe(description: str, model, train) -> str:
+    """The case's words plus what was measured: widths, image size, batch."""
+    widths = getattr(model, "widths", None)
+    size = getattr(train, "resize", None) or 32
+    return (description + (f" {tuple(widths)}" if widths else "") + f", {size} px" * (size != 32)
+            + f", batch {train.batch_size}")
 
 
 def run_case(name: str, steps: int, source: str) -> dict:
@@ -104,7 +143,8 @@ def run_case(name: str, steps: int, source: str) -> dict:
     ck.evaluate(model, test)
     seconds = time.perf_counter() - start
     return {
-        "case": name, "description": description, "steps": steps, "batch_size": train.batch_size,
+        "case": name, "description": _describe(description, model, train), "steps": steps,
+        "batch_size": train.batch_size,
         "data": data.label, "n_train": len(data.y_train), "device": str(device),
         "precision": trainer.precision, "trainable_parameters": ck.count_parameters(model, trainable_only=True),
         "rss_after_data_mib": after_data, "peak_rss_mib": peak_rss_mib(),

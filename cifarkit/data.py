@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
 import time
 import urllib.error
 import warnings
@@ -117,7 +118,18 @@ def _warn_unverified(path: Path) -> None:
     _warned_unverified.add(key)
     msg = (f"CIFAR-10 at {path} was loaded WITHOUT md5 verification (verify=False): counts, shapes "
            "and labels were checked, the files' checksums were not.")
-    warnings.warn(msg, UnverifiedDataWarning, stacklevel=3)  # once per copy; `load_data` also labels the data
+    # once per copy (`load_data` also labels the data); shown at the user's line that loaded it
+    warnings.warn(msg, UnverifiedDataWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that makes a warning raised by its caller point at the first frame outside
+    this package (Python 3.12's `skip_file_prefixes`, for 3.11 too)."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _read_cache(path: Path, train: bool):

@@ -8,10 +8,13 @@ A notebook's setup cell states both profiles in plain sight and lets its paramet
     }, epochs=epochs, seed=seed, data=data_source, device=device)
 
 `CIFARKIT_PROFILE` in the environment overrides the notebook's `profile` parameter, because nbval
-(unlike papermill) cannot inject parameters.
+(unlike papermill) cannot inject parameters. `notebook_profiles(path)` reads those profile dicts
+back out of a notebook file without running it (benchmarks use it to train what a notebook trains).
 """
 from __future__ import annotations
 
+import ast
+import json
 import os
 
 from . import devices
@@ -61,3 +64,36 @@ def resolve_profile(profile: str, profiles: dict, verbose: bool = True, **overri
     if verbose:
         print(f"Profile {profile!r} on {devices.describe(cfg['device'], cfg['precision'])}:\n{cfg.summary()}")
     return cfg
+
+
+def _profile_literal(node: ast.AST):
+    """The value of a literal, where ``dict(a=1, ...)`` calls count as literals too."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return {kw.arg: _profile_literal(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.Dict):
+        return {ast.literal_eval(k): _profile_literal(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
+
+
+def notebook_profiles(path) -> dict[str, dict]:
+    """The profiles that the notebook at `path` passes to `resolve_profile`, read from its source
+    (nothing is run): ``{"quick": {...}, "full": {...}}``.
+
+    Raises ValueError when no code cell calls ``resolve_profile`` with a literal dict of profiles.
+    """
+    nb = json.loads(open(path, encoding="utf-8").read())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", []))
+        if "resolve_profile" not in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            func = getattr(node, "func", None)
+            name = getattr(func, "attr", None) or getattr(func, "id", None)
+            if isinstance(node, ast.Call) and name == "resolve_profile" and len(node.args) >= 2:
+                try:
+                    return _profile_literal(node.args[1])
+                except ValueError as e:
+                    raise ValueError(f"{path}: the profiles passed to resolve_profile are not literals ({e})") from None
+    raise ValueError(f"{path}: no code cell calls resolve_profile(profile, {{...profiles...}})")

@@ -414,6 +414,7 @@ class Trainer:
         first_bad = torch.full((), -1, device=device, dtype=torch.int64)
         n_seen = 0
         per_batch_sched = self._step_scheduler_per_batch()
+        batch_hooks = [cb.on_train_batch_end for cb in self.callbacks if hasattr(cb, "on_train_batch_end")]
         if bar is not None:
             bar.set_description(f"epoch {self.epoch}/{self.max_epochs}")
         start = time.perf_counter()
@@ -439,8 +440,8 @@ class Trainer:
                 self.optimizer.step()
             if per_batch_sched:
                 self.scheduler.step()
-            for cb in self.callbacks:
-                _call(cb, "on_train_batch_end", self, model)
+            for hook in batch_hooks:
+                hook(self, model)
             loss = loss.detach()
             bad_now = ~torch.isfinite(loss)
             first_bad = torch.where(bad_now & (first_bad < 0), torch.as_tensor(i, device=device), first_bad)

@@ -61,6 +61,22 @@ def test_memory_measures_each_case_in_its_own_process(tmp_path):
         memory.main(["--steps", "1"])
 
 
+def test_memory_cases_train_what_the_notebooks_full_profiles_say(monkeypatch):
+    import cifarkit as ck
+    full = ck.notebook_profiles(REPO / "notebooks" / "07_speedrun.ipynb")["full"]
+    model, _, loader_kw = memory.CASES["07"][1](None)
+    assert model.widths == full["widths"] and loader_kw["batch_size"] == full["batch_size"]
+    # a change in a notebook's profile reaches the benchmark
+    monkeypatch.setattr(memory, "full_profile", lambda nb: dict(full, widths=(8, 16, 16), batch_size=64))
+    model, optimizer, loader_kw = memory.CASES["07"][1](None)
+    assert model.widths == (8, 16, 16) and loader_kw["batch_size"] == 64
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(ck.get_recipe("speedrun").lr * 64 / 1024)
+    blocks = memory.notebook_literal("05_resnet152_transfer", "blocks")
+    assert len(blocks) == 5 and all(b.startswith("layer") for b in blocks)
+    with pytest.raises(LookupError):
+        memory.notebook_literal("05_resnet152_transfer", "no_such_name")
+
+
 def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):
     monkeypatch.setattr(run_all, "HERE", tmp_path)
     (tmp_path / "results.md").write_text("# Benchmarks\n\n<!-- section: loop -->\n## 1. old loop\n\nkept text\n"
@@ -76,3 +92,39 @@ def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):
     sections = run_all.previous_sections(tmp_path / "results.md")
     assert sections["loop"][0] == "## 1. old loop" and sections["suite"][0] == "## 4-5. new suite"
     assert sections["suite"][2].startswith("_Measured ")
+
+
+def _jpeg_archive(path, images, start=0, quality=75):
+    """A tar like the shared folder's: test/NNNNN.jpg for each image (3 x H x W uint8)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+    with tarfile.open(path, "w:gz") as tar:
+        for i, img in enumerate(images, start):
+            buf = io.BytesIO()
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+            info = tarfile.TarInfo(f"test/{i:05d}.jpg")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+
+
+def test_jpeg_twins_are_the_decoded_copies_of_the_exact_images(tmp_path):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    # smooth images (JPEG keeps them close) plus a little noise
+    base = torch.rand(6, 3, 4, 4, generator=g).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    exact = (base * 200 + 20 + torch.rand(6, 3, 32, 32, generator=g) * 8).to(torch.uint8)
+    _jpeg_archive(tmp_path / "copy.tar.gz", exact)
+    twins = accuracy.jpeg_twins(tmp_path / "copy.tar.gz", exact)
+    assert twins.shape == exact.shape and twins.dtype == torch.uint8
+    mae = (twins.float() - exact.float()).abs().mean()
+    assert 0 < mae < accuracy.TWIN_MAX_MAE  # lossy, but a copy
+    assert accuracy.jpeg_twins(tmp_path / "copy.tar.gz", exact[:4]).equal(twins[:4])  # only the first N read
+
+    with pytest.raises(ValueError, match="not copies"):
+        accuracy.jpeg_twins(tmp_path / "copy.tar.gz", exact.flip(0))  # same files, other images
+    _jpeg_archive(tmp_path / "short.tar.gz", exact[:3])
+    with pytest.raises(ValueError, match="lacks JPEG copies of 3"):
+        accuracy.jpeg_twins(tmp_path / "short.tar.gz", exact)

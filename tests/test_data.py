@@ -31,8 +31,9 @@ def mini_release(tmp_path, monkeypatch):
 
 
 def test_unverified_load_checks_shapes_and_warns_once(mini_release):
-    with pytest.warns(UnverifiedDataWarning, match="WITHOUT md5 verification"):
+    with pytest.warns(UnverifiedDataWarning, match="WITHOUT md5 verification") as caught:
         x, y = data.load_cifar10(mini_release, train=True, verify=False)
+    assert [w.filename for w in caught] == [__file__]  # points at the caller's line, not into the kit
     assert x.shape == (250, 3, 32, 32) and x.dtype == torch.uint8
     assert y.dtype == torch.int64 and torch.bincount(y).tolist() == [25] * 10
     raw = pickle.loads((mini_release / data.RELEASE_DIR / "data_batch_1").read_bytes())
@@ -40,6 +41,12 @@ def test_unverified_load_checks_shapes_and_warns_once(mini_release):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data.load_cifar10(mini_release, train=False, verify=False)  # same copy: no second warning
+
+
+def test_unverified_warning_points_at_the_users_call_through_load_data(mini_release):
+    with pytest.warns(UnverifiedDataWarning) as caught:
+        data.load_data("cifar10-unverified", root=mini_release, verbose=False)
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_second_load_comes_from_the_cache(mini_release):

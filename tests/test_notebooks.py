@@ -64,6 +64,32 @@ def test_one_parameters_cell_first_with_plain_literals(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_profiles_reads_quick_and_full_from_the_setup_cell(path):
+    profiles = cifarkit.notebook_profiles(path)
+    assert set(profiles) == {"quick", "full"}
+    assert profiles["quick"].keys() == profiles["full"].keys(), "both profiles set the same things"
+    assert profiles["full"]["n_train"] is None  # the full profile trains on every image
+
+
+def test_notebook_profiles_reads_nested_dicts_and_refuses_what_it_cannot_read(tmp_path):
+    def notebook(setup):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'quick'"),
+                                             nbformat.v4.new_code_cell(setup)])
+        path = tmp_path / "nb.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    path = notebook('cfg = ck.resolve_profile(profile, {"quick": dict(n=1, sub=dict(a=(1, 2))), '
+                    '"full": {"n": None, "sub": {"a": (3,)}}}, epochs=epochs)')
+    assert cifarkit.notebook_profiles(path) == {"quick": {"n": 1, "sub": {"a": (1, 2)}},
+                                                "full": {"n": None, "sub": {"a": (3,)}}}
+    with pytest.raises(ValueError, match="not literals"):
+        cifarkit.notebook_profiles(notebook('cfg = resolve_profile(profile, {"quick": dict(n=N)})'))
+    with pytest.raises(ValueError, match="no code cell calls resolve_profile"):
+        cifarkit.notebook_profiles(notebook("x = 1"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_setup_resolves_a_profile_and_results_and_invariants_close(path):
     nb = nbformat.read(path, as_version=4)
     cells = code_cells(nb)
