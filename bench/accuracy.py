@@ -2,13 +2,14 @@
 
     python bench/accuracy.py speedrun                      # the recipe's own epochs
     python bench/accuracy.py gated-seed --stop-after 3     # 3 epochs now, resume later
+    python bench/accuracy.py speedrun --set cutout=8       # a variant: any recipe field, as a literal
     nohup python bench/accuracy.py gated-improved > bench/runs/gated-improved.log 2>&1 &
 
-Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun). The whole training
-state is checkpointed after every epoch in ``OUT/checkpoint.pt``; running the same command again
-resumes from it, so a long run survives the end of a session. ``--stop-after N`` ends this
-invocation after N more epochs (a partial result, marked ``"complete": false``, is still written). Results go to ``OUT/result.json``
-and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and are merged into
+Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun, speedrun-wide). The
+whole training state is checkpointed after every epoch in ``OUT/checkpoint.pt``; running the same
+command again resumes from it, so a long run survives the end of a session. ``--stop-after N`` ends
+this invocation after N more epochs (a partial result, marked ``"complete": false``, is still
+written). Results go to ``OUT/result.json`` and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and are merged into
 ``bench/accuracy_results.json``, which `make bench` turns into the table of bench/results.md.
 
 Evaluation: the 10,000-image test split, and separately its first 1,000 images. In the copy of
@@ -25,8 +26,11 @@ Data: ``--source cifar10`` (the verified release, downloaded when missing: what 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,7 +67,7 @@ def jpeg_twins(archive: Path, exact: torch.Tensor) -> torch.Tensor:
             if member.isfile() and split == "test" and name[:5].isdigit() and int(name[:5]) < n:
                 i = int(name[:5])
                 img = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
-                twins[i] = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
+                twins[i] = torch.from_numpy(np.array(img)).permute(2, 0, 1)
                 found[i] = True
     if not found.all():
         raise ValueError(f"{archive} lacks JPEG copies of {int((~found).sum())} of the first {n} test images")
@@ -107,6 +111,29 @@ def save_curve(history, title: str, path: Path) -> None:
 TIMED_TARGETS = (0.80, 0.85, 0.90, 0.93, 0.94)
 
 
+def changed_recipe(recipe, settings: list[str]):
+    """`recipe` with ``FIELD=VALUE`` settings applied (values are Python literals, else strings),
+    renamed after them: ``speedrun`` + ``cutout=8`` -> ``speedrun+cutout-8``."""
+    fields = {f.name for f in dataclasses.fields(recipe)} - {"name", "epochs", "description"}
+    changes = {}
+    for item in settings:
+        field, eq, text = item.partition("=")
+        if not eq or field not in fields:
+            raise ValueError(f"--set wants FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}; got {item!r}")
+        try:
+            changes[field] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[field] = text
+    if not changes:
+        return recipe
+    suffix = "+".join(field.replace("_", "-") + "-" + re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
+                      for field, value in changes.items())
+    try:
+        return recipe.replace(name=f"{recipe.name}+{suffix}", **changes)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--set: {e}") from None
+
+
 def merge_results(entry: dict, path: Path) -> None:
     """Add `entry` to the results file under its key (recipe and epochs), atomically."""
     table = json.loads(path.read_text()) if path.exists() else {}
@@ -131,6 +158,9 @@ def main(argv=None) -> dict:
     p.add_argument("--n-test", type=int, help="test on a subset (smoke tests only)")
     p.add_argument("--allow-synthetic", action="store_true")
     p.add_argument("--stop-after", type=int, help="train at most this many more epochs in this invocation")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a field of the recipe, e.g. --set cutout=8 (repeatable; the run is named "
+                        "after its changes, e.g. speedrun+cutout-8)")
     p.add_argument("--jpeg-twins", default=str(JPEG_TWINS),
                    help="archive of the copy's JPEG images (skipped when missing or for synthetic data)")
     args = p.parse_args(argv)
@@ -138,6 +168,10 @@ def main(argv=None) -> dict:
         p.error("--source synthetic measures nothing about CIFAR-10; add --allow-synthetic for a smoke test")
 
     recipe = get_recipe(args.recipe, **({"epochs": args.epochs} if args.epochs else {}))
+    try:
+        recipe = changed_recipe(recipe, args.set)
+    except ValueError as e:
+        p.error(str(e))
     out = Path(args.out or HERE / "runs" / f"{recipe.name}-{recipe.epochs}ep")
     out.mkdir(parents=True, exist_ok=True)
     data = ck.load_data(args.source, args.n_train, args.n_test, seed=args.seed, root=args.root)

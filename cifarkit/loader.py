@@ -48,6 +48,23 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def random_cutout(x: torch.Tensor, size: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
+    """Set a `size` x `size` square of each image of a batch `B x C x H x W` to `fill`.
+
+    Each square has a random centre anywhere in the image and is clipped at the border, so some
+    images lose less than a full square (cutout, DeVries & Taylor 2017). On normalised images the
+    default fill 0 is the dataset's mean colour.
+    """
+    b, _, h, w = x.shape
+    top = torch.randint(0, h, (b,), generator=generator).to(x.device) - size // 2
+    left = torch.randint(0, w, (b,), generator=generator).to(x.device) - size // 2
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)   # B x H
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)  # B x W
+    return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], fill)
+
+
 class Batches:
     """Shuffled (or not) mini-batches of `(x, y)` tensors held in memory, with a reproducible,
     checkpointable generator. `TensorLoader` and `FeatureLoader` build on it."""
@@ -116,7 +133,8 @@ class TensorLoader(Batches):
         shuffle: draw a new permutation every epoch.
         drop_last: skip the final short batch (keeps BatchNorm statistics clean in training).
         augment: random crop with `crop_padding` pixels of padding (``pad_mode`` "zeros" or
-            "reflect"), then random horizontal flip.
+            "reflect"), then random horizontal flip, then (when `cutout` > 0) a `cutout` x `cutout`
+            square set to the mean colour (`random_cutout`).
         normalize: subtract `mean` and divide by `std` (on the 0..1 scale); else just scale to 0..1.
         resize: output side length (e.g. 224 for ImageNet models), bilinear, after augmentation.
         device: where the data and batches live ("auto" picks the GPU when there is one).
@@ -130,7 +148,7 @@ class TensorLoader(Batches):
                  augment: bool = False, normalize: bool = True, resize: int | None = None,
                  device="auto", seed: int = 0, n: int | None = None, crop_padding: int = 4,
                  pad_mode: str = "zeros", mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
-                 tag: str | None = None):
+                 tag: str | None = None, cutout: int = 0):
         x, y = torch.as_tensor(x), torch.as_tensor(y)
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise TypeError(f"x must be a uint8 tensor N x C x H x W, got {x.dtype} {tuple(x.shape)}")
@@ -139,8 +157,10 @@ class TensorLoader(Batches):
             x, y = x[idx], y[idx]
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        if not isinstance(cutout, int) or isinstance(cutout, bool) or not 0 <= cutout <= min(x.shape[-2:]):
+            raise ValueError(f"cutout must be an int from 0 (off) to the image side {min(x.shape[-2:])}, got {cutout!r}")
         super().__init__(x, y, batch_size, shuffle, drop_last, seed, device)
-        self.pad_mode = pad_mode
+        self.pad_mode, self.cutout = pad_mode, cutout
         self.augment, self.normalize, self.resize = augment, normalize, resize
         self.crop_padding, self.memory_format, self.tag = crop_padding, memory_format, tag
         scale = 255.0
@@ -150,12 +170,15 @@ class TensorLoader(Batches):
 
     def transform(self, xb: torch.Tensor, train: bool | None = None) -> torch.Tensor:
         """uint8 batch -> float batch: (augment), normalise, (resize), memory format."""
-        if self.augment if train is None else train:
+        augment = self.augment if train is None else train
+        if augment:
             if self.crop_padding:
                 xb = random_crop(xb, self.crop_padding, self.generator, self.pad_mode)
             xb = random_flip(xb, self.generator)
         xb = xb.float()
         xb = (xb - self._mean) * self._inv_std if self.normalize else xb / 255.0
+        if augment and self.cutout:
+            xb = random_cutout(xb, self.cutout, self.generator)
         if self.resize is not None and xb.shape[-1] != self.resize:
             xb = F.interpolate(xb, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
         return xb.contiguous(memory_format=self.memory_format)

@@ -63,7 +63,8 @@ class Recipe:
             (linear from ``lr_start * lr`` up to `lr` over `warmup` of the steps, then linearly
             down to ``lr_end * lr``).
         warmup: share of the steps spent rising to the peak (schedules only).
-        augment: random crop (`crop_padding` pixels, `pad_mode` padding) and horizontal flip.
+        augment: random crop (`crop_padding` pixels, `pad_mode` padding) and horizontal flip, plus
+            a `cutout` x `cutout` blanked square per image when `cutout` > 0.
         label_smoothing: passed to ``nn.CrossEntropyLoss``.
         tta_flip, tta_shift: test-time augmentation of the final evaluation (see `tta_logits`).
         lookahead: train with the `Lookahead` callback (a slow average of the weights).
@@ -90,6 +91,7 @@ class Recipe:
     lr_end: float = 0.0
     crop_padding: int = 4
     pad_mode: str = "zeros"
+    cutout: int = 0
     lookahead: bool = False
     model_kwargs: dict = field(default_factory=dict)
     description: str = ""
@@ -113,7 +115,7 @@ class Recipe:
         for attr in ("lr_start", "lr_end"):
             if not 0.0 <= getattr(self, attr) <= 1.0:
                 raise ValueError(f"{attr} must be in [0, 1] (a share of the peak lr), got {getattr(self, attr)!r}")
-        for attr in ("crop_padding", "tta_shift"):
+        for attr in ("crop_padding", "tta_shift", "cutout"):
             value = getattr(self, attr)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{attr} must be a non-negative int, got {value!r}")
@@ -181,7 +183,7 @@ class Recipe:
         """
         return TensorLoader(data.x_train, data.y_train, self.batch_size, shuffle=True,
                             drop_last=len(data.y_train) >= self.batch_size, augment=self.augment,
-                            crop_padding=self.crop_padding, pad_mode=self.pad_mode,
+                            crop_padding=self.crop_padding, pad_mode=self.pad_mode, cutout=self.cutout,
                             device=device, seed=seed, tag=data.label)
 
     @property
@@ -199,6 +201,8 @@ class Recipe:
             parts.append(f"bias lr x{self.bias_lr_scale:g}")
         if self.augment:
             parts.append("crop+flip" if self.pad_mode == "zeros" else f"{self.pad_mode} crop+flip")
+            if self.cutout:
+                parts.append(f"cutout {self.cutout}")
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
         if self.lookahead:
@@ -251,6 +255,15 @@ class TimeToAccuracy(Callback):
         for t in self.targets:
             if t not in self.reached and record.get("val_acc", 0.0) >= t:
                 self.reached[t] = (record["epoch"], self._seconds)
+
+    @classmethod
+    def from_history(cls, history: History, targets=(0.93, 0.94)) -> "TimeToAccuracy":
+        """The same record, replayed from a finished run's `History` (e.g. a run resumed from a
+        checkpoint written before the callback was part of it)."""
+        replay = cls(targets)
+        for record in history.records:
+            replay.on_epoch_end(None, None, record)
+        return replay
 
     def state_dict(self) -> dict:
         return {"reached": dict(self.reached), "seconds": self._seconds}
@@ -319,5 +332,8 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
                              tta_shift=recipe.tta_shift) if recipe.tta else None)
     train_seconds = float(sum(history["seconds"])) if len(history) else 0.0
     images = len(train_loader) * recipe.batch_size * len(history)
+    # from the whole history: a checkpoint may predate the callback (it stays in `cbs` so that
+    # checkpoints keep their layout)
+    reached = TimeToAccuracy.from_history(history, targets).reached
     return RecipeResult(recipe, model, history, test, test_tta, timer.sum(), train_seconds,
-                        images / train_seconds if train_seconds else 0.0, dict(tta.reached))
+                        images / train_seconds if train_seconds else 0.0, reached)

@@ -48,6 +48,25 @@ def test_accuracy_stop_after_writes_a_partial_result_then_resumes(tmp_path):
     assert finished["val_acc_per_epoch"][0] == partial["val_acc_per_epoch"][0]
 
 
+def test_accuracy_set_changes_recipe_fields_and_names_the_run(tmp_path, capsys):
+    base = accuracy.get_recipe("speedrun")
+    changed = accuracy.changed_recipe(base, ["cutout=8", "pad_mode=zeros", "model_kwargs={'widths': (8, 16)}"])
+    assert changed.cutout == 8 and changed.pad_mode == "zeros" and changed.model_kwargs == {"widths": (8, 16)}
+    assert changed.name == "speedrun+cutout-8+pad-mode-zeros+model-kwargs-widths-8-16"
+    assert changed.lr == base.lr and accuracy.changed_recipe(base, []) is base
+    for bad in (["cutout"], ["no_such_field=1"], ["name=x"], ["cutout=-1"]):
+        with pytest.raises(ValueError, match="--set"):
+            accuracy.changed_recipe(base, bad)
+    args = ["speedrun", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
+            "--n-test", "64", "--results", str(tmp_path / "all.json"), "--set", "cutout=4",
+            "--out", str(tmp_path / "run")]
+    entry = accuracy.main(args)
+    assert entry["key"] == "speedrun+cutout-4-1ep" and "cutout 4" in entry["summary"] and "--set cutout=4" in entry["command"]
+    with pytest.raises(SystemExit):
+        accuracy.main(args[:-2] + ["--set", "cutout=x"])
+    assert "--set" in capsys.readouterr().err
+
+
 def test_memory_measures_each_case_in_its_own_process(tmp_path):
     out = memory.main(["--only", "07", "--steps", "2", "--source", "synthetic", "--json", str(tmp_path / "m.json")])
     case = out["cases"]["07"]

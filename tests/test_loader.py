@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from cifarkit.dataset import CIFAR10_MEAN, CIFAR10_STD, stratified_indices
-from cifarkit.loader import TensorLoader, random_crop, random_flip
+from cifarkit.loader import TensorLoader, random_crop, random_cutout, random_flip
 
 from conftest import random_images
 
@@ -121,3 +121,36 @@ def test_reflect_crop_is_a_window_of_the_mirrored_image_without_black_borders():
         random_crop(x, 2, torch.Generator(), pad_mode="wrap")
     with pytest.raises(ValueError, match="pad_mode"):
         TensorLoader(x, torch.zeros(20, dtype=torch.int64), pad_mode="circular")
+
+
+def test_cutout_blanks_one_clipped_square_per_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 3, 32, 32) + 1.0  # no zeros before the cutout
+    out = random_cutout(x, 8, g)
+    blank = out == 0
+    assert blank.all(1).eq(blank.any(1)).all(), "a square blanks every channel of its pixels"
+    blank = blank[:, 0]
+    rows, cols = blank.any(2), blank.any(1)
+    for b in range(len(x)):
+        h, w = int(rows[b].sum()), int(cols[b].sum())
+        assert 1 <= h <= 8 and 1 <= w <= 8
+        assert blank[b].sum() == h * w, "the blanked pixels form one rectangle"
+        assert torch.equal(out[b][:, ~blank[b]], x[b][:, ~blank[b]]), "pixels outside it are untouched"
+    sizes = blank.flatten(1).sum(1)
+    assert (sizes == 64).float().mean() > 0.4 and (sizes < 64).any(), "full squares inside, clipped at borders"
+    assert torch.equal(random_cutout(x, 8, torch.Generator().manual_seed(0)), out), "seeded"
+
+
+def test_loader_cutout_fills_with_the_mean_colour_only_when_augmenting():
+    x, y = random_images(64, seed=1)
+    plain = TensorLoader(x, y, 64, augment=True, crop_padding=0, seed=3)
+    cut = TensorLoader(x, y, 64, augment=True, crop_padding=0, cutout=6, seed=3)
+    a, _ = next(iter(plain))
+    b, _ = next(iter(cut))
+    changed = (a != b).any(1)
+    assert changed.flatten(1).any(1).all(), "every image loses a square"
+    assert torch.equal(b.masked_fill(changed[:, None], 0), b), "cut pixels hold the normalised mean, 0"
+    assert torch.equal(cut.transform(x[:8], train=False), plain.transform(x[:8], train=False))
+    for bad in (-1, 33, 2.5, True):
+        with pytest.raises(ValueError, match="cutout"):
+            TensorLoader(x, y, 8, cutout=bad)

@@ -7,6 +7,7 @@ from cifarkit.callbacks import StopAfter
 from cifarkit.models import SpeedrunNet, SpeedrunStage, patch_whitening_filters
 from cifarkit.recipes import RECIPES, TimeToAccuracy, get_recipe, train_recipe
 from cifarkit.synthetic import synthetic_cifar
+from cifarkit.training import History
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -147,9 +148,10 @@ def test_norm_and_bias_parameters_get_their_own_learning_rate_and_decay():
 
 def test_new_recipe_fields_are_validated():
     for bad in [dict(bias_lr_scale=0.0), dict(lr_start=1.5), dict(lr_end=-0.1), dict(crop_padding=-1),
-                dict(tta_shift=1.0), dict(pad_mode="wrap")]:
+                dict(tta_shift=1.0), dict(pad_mode="wrap"), dict(cutout=-2)]:
         with pytest.raises(ValueError):
             get_recipe("speedrun", **bad)
+    assert "cutout 8" in get_recipe("speedrun", cutout=8).summary() and "cutout" not in get_recipe("speedrun").summary()
     assert get_recipe("speedrun").tta == "flip + shift 1" and get_recipe("gated-seed").tta == ""
     assert "lookahead" in get_recipe("speedrun").summary()
 
@@ -162,6 +164,9 @@ def test_time_to_accuracy_records_the_first_epoch_at_each_target():
     other = TimeToAccuracy((0.5, 0.9))
     other.load_state_dict(cb.state_dict())
     assert other.reached == cb.reached
+    history = History([{"epoch": e, "val_acc": a, "seconds": 10.0} for e, a in enumerate([0.3, 0.6, 0.55, 0.95], 1)])
+    assert TimeToAccuracy.from_history(history, (0.5, 0.9)).reached == cb.reached
+    assert TimeToAccuracy.from_history(history, (0.99,)).reached == {}
 
 
 def test_train_recipe_resumes_from_its_checkpoint_exactly(tmp_path):
