@@ -21,7 +21,6 @@ Weights are random (ImageNet weights cost the same memory and need a download).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import resource
 import subprocess
@@ -44,23 +43,6 @@ def full_profile(notebook: str) -> dict:
     return ck.notebook_profiles(NOTEBOOKS / f"{notebook}.ipynb")["full"]
 
 
-def notebook_literal(notebook: str, name: str):
-    """The literal assigned to `name` at the top level of one of the notebook's code cells."""
-    nb = json.loads((NOTEBOOKS / f"{notebook}.ipynb").read_text())
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        try:
-            tree = ast.parse("".join(cell["source"]))
-        except SyntaxError:  # IPython syntax (%pip ...) in a cell that cannot hold the name
-            continue
-        for node in tree.body:
-            if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                    and getattr(node.targets[0], "id", None) == name):
-                return ast.literal_eval(node.value)
-    raise LookupError(f"notebook {notebook} assigns no literal to {name!r}")
-
-
 def _resnet18(data):
     cfg = full_profile("01_softmax_vs_logits")
     model = ck.ResNetForCifar(weights=None)
@@ -74,7 +56,7 @@ def _resnet152(ablation: bool):
         model = ck.resnet152_transfer(num_classes=10, weights=None, frozen_bn_eval=False)
         batch_size, lr = cfg["batch_size"], cfg["lr"]
         if ablation:
-            blocks = notebook_literal("05_resnet152_transfer", "blocks")
+            blocks = ck.notebook_literal(NOTEBOOKS / "05_resnet152_transfer.ipynb", "blocks")
             ck.remove_skip_connections(model, blocks)
             ck.unfreeze(model, blocks)
             batch_size, lr = cfg["ablation_batch_size"], cfg["ablation_lr"]

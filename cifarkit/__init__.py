@@ -10,7 +10,7 @@ recipes   get_recipe, train_recipe, Recipe (named recipes shared by notebooks an
 freezing  freeze_initial, unfreeze_all, count_parameters
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
 features  extract_features, split_head (frozen-backbone feature caching)
-notebooks resolve_profile, notebook_profiles, record_results, artifacts_dir
+notebooks resolve_profile, notebook_profiles, notebook_literal, record_results, artifacts_dir
 
 Names are imported on first use, so `python -m cifarkit run` starts without loading torch.
 """
@@ -32,7 +32,7 @@ _EXPORTS = {
     "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "SpeedrunNet",
                "resnet152_transfer", "remove_skip_connections"],
     "plotting": ["Animator", "show_figure"],
-    "profiles": ["notebook_profiles", "resolve_profile"],
+    "profiles": ["notebook_literal", "notebook_profiles", "resolve_profile"],
     "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
                 "remove_pruning", "sparsity", "SparsityTracker"],
     "recipes": ["Recipe", "RECIPES", "get_recipe", "train_recipe", "TimeToAccuracy"],

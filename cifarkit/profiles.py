@@ -9,7 +9,8 @@ A notebook's setup cell states both profiles in plain sight and lets its paramet
 
 `CIFARKIT_PROFILE` in the environment overrides the notebook's `profile` parameter, because nbval
 (unlike papermill) cannot inject parameters. `notebook_profiles(path)` reads those profile dicts
-back out of a notebook file without running it (benchmarks use it to train what a notebook trains).
+back out of a notebook file without running it, and `notebook_literal(path, name)` any other literal
+setting (benchmarks use them to train what a notebook trains).
 """
 from __future__ import annotations
 
@@ -75,20 +76,30 @@ def _profile_literal(node: ast.AST):
     return ast.literal_eval(node)
 
 
+def _code_cell_trees(path):
+    """(source, parsed tree) of each code cell of the notebook at `path` that parses as Python
+    (cells with IPython syntax such as ``%pip`` are skipped)."""
+    nb = json.loads(open(path, encoding="utf-8").read())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", []))
+        try:
+            yield source, ast.parse(source)
+        except SyntaxError:
+            continue
+
+
 def notebook_profiles(path) -> dict[str, dict]:
     """The profiles that the notebook at `path` passes to `resolve_profile`, read from its source
     (nothing is run): ``{"quick": {...}, "full": {...}}``.
 
     Raises ValueError when no code cell calls ``resolve_profile`` with a literal dict of profiles.
     """
-    nb = json.loads(open(path, encoding="utf-8").read())
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        source = "".join(cell.get("source", []))
+    for source, tree in _code_cell_trees(path):
         if "resolve_profile" not in source:
             continue
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(tree):
             func = getattr(node, "func", None)
             name = getattr(func, "attr", None) or getattr(func, "id", None)
             if isinstance(node, ast.Call) and name == "resolve_profile" and len(node.args) >= 2:
@@ -97,3 +108,20 @@ def notebook_profiles(path) -> dict[str, dict]:
                 except ValueError as e:
                     raise ValueError(f"{path}: the profiles passed to resolve_profile are not literals ({e})") from None
     raise ValueError(f"{path}: no code cell calls resolve_profile(profile, {{...profiles...}})")
+
+
+def notebook_literal(path, name: str):
+    """The literal that a code cell of the notebook at `path` assigns to `name` at its top level
+    (the first such cell), read from its source without running it, e.g. notebook 05's ``blocks``.
+
+    Raises LookupError when no cell assigns a literal to `name`.
+    """
+    for _, tree in _code_cell_trees(path):
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == name):
+                try:
+                    return _profile_literal(node.value)
+                except ValueError:
+                    continue
+    raise LookupError(f"{path}: no code cell assigns a literal to {name!r}")

@@ -311,8 +311,7 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
         model.init_whitening(train_loader.transform(train_loader.x[:WHITENING_IMAGES], train=False))
     optimizer = recipe.build_optimizer(model)
     scheduler = recipe.build_scheduler(optimizer, len(train_loader))
-    tta = TimeToAccuracy(targets)
-    cbs = [tta, *callbacks]
+    cbs = list(callbacks)
     if recipe.lookahead:
         cbs.append(Lookahead(recipe.epochs * len(train_loader)))
     resume = None
@@ -332,8 +331,6 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
                              tta_shift=recipe.tta_shift) if recipe.tta else None)
     train_seconds = float(sum(history["seconds"])) if len(history) else 0.0
     images = len(train_loader) * recipe.batch_size * len(history)
-    # from the whole history: a checkpoint may predate the callback (it stays in `cbs` so that
-    # checkpoints keep their layout)
     reached = TimeToAccuracy.from_history(history, targets).reached
     return RecipeResult(recipe, model, history, test, test_tta, timer.sum(), train_seconds,
                         images / train_seconds if train_seconds else 0.0, reached)

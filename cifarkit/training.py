@@ -334,7 +334,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "history": {"records": self.history.records, "meta": self.history.meta},
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
+            "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(self.callbacks)
+                          if hasattr(cb, "state_dict")},
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -368,9 +369,12 @@ class Trainer:
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.history = History(state["history"]["records"], state["history"]["meta"])
-        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
-            if hasattr(cb, "load_state_dict") and cb_state:
-                cb.load_state_dict(cb_state)
+        saved = state.get("callbacks", {})
+        if isinstance(saved, list):  # older checkpoints: one state per callback, in order
+            saved = {key: cb_state for (key, _), cb_state in zip(_callback_keys(self.callbacks), saved)}
+        for key, cb in _callback_keys(self.callbacks):
+            if hasattr(cb, "load_state_dict") and saved.get(key):
+                cb.load_state_dict(saved[key])
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
@@ -488,6 +492,19 @@ class Trainer:
         extra = [k for k in r if k not in METRICS]
         parts += [f"{k} {r[k]:.4g}" if isinstance(r[k], float) else f"{k} {r[k]}" for k in extra]
         return "  ".join(parts)
+
+
+def _callback_keys(callbacks) -> list:
+    """(key, callback) pairs naming each callback's state in a checkpoint: its class name, with
+    ``#2``, ``#3`` ... for further callbacks of the same class. Keys, not positions, so a run can
+    be resumed with callbacks added, removed or reordered and each state still finds its owner."""
+    seen: dict[str, int] = {}
+    pairs = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        pairs.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+    return pairs
 
 
 def _call(cb, hook, *args):

@@ -90,10 +90,6 @@ def test_memory_cases_train_what_the_notebooks_full_profiles_say(monkeypatch):
     model, optimizer, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == (8, 16, 16) and loader_kw["batch_size"] == 64
     assert optimizer.param_groups[0]["lr"] == pytest.approx(ck.get_recipe("speedrun").lr * 64 / 1024)
-    blocks = memory.notebook_literal("05_resnet152_transfer", "blocks")
-    assert len(blocks) == 5 and all(b.startswith("layer") for b in blocks)
-    with pytest.raises(LookupError):
-        memory.notebook_literal("05_resnet152_transfer", "no_such_name")
 
 
 def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):

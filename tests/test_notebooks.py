@@ -89,6 +89,23 @@ def test_notebook_profiles_reads_nested_dicts_and_refuses_what_it_cannot_read(tm
         cifarkit.notebook_profiles(notebook("x = 1"))
 
 
+def test_notebook_literal_reads_a_top_level_assignment_without_running_anything(tmp_path):
+    blocks = cifarkit.notebook_literal(REPO / "notebooks" / "05_resnet152_transfer.ipynb", "blocks")
+    assert len(blocks) == 5 and all(b.startswith("layer") for b in blocks)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%pip install x\nwidths = (1, 2)"),   # IPython syntax: skipped
+        nbformat.v4.new_code_cell("def f():\n    widths = 'nested, not top level'\nn = len(data)"),
+        nbformat.v4.new_code_cell("widths = dict(a=(3, 4))\nwidths = 'second'"),
+        nbformat.v4.new_markdown_cell("widths = 'markdown'")])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert cifarkit.notebook_literal(path, "widths") == {"a": (3, 4)}
+    with pytest.raises(LookupError, match="'n'"):
+        cifarkit.notebook_literal(path, "n")  # assigned, but not a literal
+    with pytest.raises(LookupError, match="'missing'"):
+        cifarkit.notebook_literal(path, "missing")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_setup_resolves_a_profile_and_results_and_invariants_close(path):
     nb = nbformat.read(path, as_version=4)

@@ -218,6 +218,49 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path):
     assert a == b, "the resumed run must end with exactly the metrics and weights of the uninterrupted one"
 
 
+class Counter(Callback):
+    """Counts epochs; its count is its checkpointed state."""
+
+    def __init__(self):
+        self.epochs = 0
+
+    def on_epoch_end(self, trainer, model, record):
+        self.epochs += 1
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        self.epochs = state["epochs"]
+
+
+def test_callback_states_find_their_owner_when_callbacks_change_between_runs(tmp_path):
+    from cifarkit.callbacks import Checkpoint
+    train, val = loaders(n=64)
+    first, second = Counter(), Counter()
+    second.epochs = 10
+    lookahead = Lookahead(total_steps=8, every=1)
+    path = tmp_path / "ck.pt"
+    Trainer(2, precision="32", progress=False, log=False,
+            callbacks=[first, lookahead, second, Checkpoint(path)]).fit(tiny_cnn(), train, val)
+    saved = torch.load(path, weights_only=False)["callbacks"]
+    assert saved["Counter"] == {"epochs": 2} and saved["Counter#2"] == {"epochs": 12}
+    assert saved["Lookahead"]["step"] == 4
+    # resume with a new callback in front and the first counter gone: states go by name, not position
+    newcomer, again, lookahead2 = StopAfter(1), Counter(), Lookahead(total_steps=8, every=1)
+    trainer = Trainer(3, precision="32", progress=False, log=False, callbacks=[newcomer, lookahead2, again])
+    trainer.fit(tiny_cnn(), train, val, resume_from=path)
+    assert lookahead2.step == 4 + 2 and again.epochs == 2 + 1
+    # checkpoints written before states were keyed (a list in callback order) still load
+    legacy = torch.load(path, weights_only=False)
+    legacy["callbacks"] = [{"epochs": 5}, saved["Lookahead"]]
+    torch.save(legacy, tmp_path / "legacy.pt")
+    third, lookahead3 = Counter(), Lookahead(total_steps=8, every=1)
+    Trainer(3, precision="32", progress=False, log=False,
+            callbacks=[third, lookahead3]).fit(tiny_cnn(), train, val, resume_from=tmp_path / "legacy.pt")
+    assert third.epochs == 5 + 1 and lookahead3.step == 4 + 2
+
+
 def test_seed_everything_repeats_random_streams():
     seed_everything(5)
     a = torch.rand(3)
