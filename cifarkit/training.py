@@ -418,7 +418,9 @@ class Trainer:
         first_bad = torch.full((), -1, device=device, dtype=torch.int64)
         n_seen = 0
         per_batch_sched = self._step_scheduler_per_batch()
-        batch_hooks = [cb.on_train_batch_end for cb in self.callbacks if hasattr(cb, "on_train_batch_end")]
+        batch_hooks = [cb.on_train_batch_end for cb in self.callbacks
+                       if getattr(type(cb), "on_train_batch_end", Callback.on_train_batch_end)
+                       is not Callback.on_train_batch_end]  # skip the base class's no-op
         if bar is not None:
             bar.set_description(f"epoch {self.epoch}/{self.max_epochs}")
         start = time.perf_counter()

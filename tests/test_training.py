@@ -261,6 +261,24 @@ def test_callback_states_find_their_owner_when_callbacks_change_between_runs(tmp
     assert third.epochs == 5 + 1 and lookahead3.step == 4 + 2
 
 
+def test_per_batch_hooks_run_only_where_a_callback_defines_one(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Callback, "on_train_batch_end", lambda self, trainer, model: calls.append("base"))
+
+    class PerBatch(Callback):
+        def on_train_batch_end(self, trainer, model):
+            calls.append("mine")
+
+    class DuckTyped:  # not a Callback subclass
+        def on_train_batch_end(self, trainer, model):
+            calls.append("duck")
+
+    train, val = loaders(n=64, batch=32)
+    Trainer(1, precision="32", progress=False, log=False,
+            callbacks=[Counter(), PerBatch(), DuckTyped()]).fit(tiny_cnn(), train, val)
+    assert sorted(calls) == ["duck", "duck", "mine", "mine"]  # two batches; the inherited no-op skipped
+
+
 def test_seed_everything_repeats_random_streams():
     seed_everything(5)
     a = torch.rand(3)
