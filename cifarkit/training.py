@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -372,9 +373,14 @@ class Trainer:
         saved = state.get("callbacks", {})
         if isinstance(saved, list):  # older checkpoints: one state per callback, in order
             saved = {key: cb_state for (key, _), cb_state in zip(_callback_keys(self.callbacks), saved)}
-        for key, cb in _callback_keys(self.callbacks):
+        owners = dict(_callback_keys(self.callbacks))
+        for key, cb in owners.items():
             if hasattr(cb, "load_state_dict") and saved.get(key):
                 cb.load_state_dict(saved[key])
+        unclaimed = sorted(key for key, cb_state in saved.items() if cb_state and key not in owners)
+        if unclaimed:
+            warnings.warn(f"{path} holds the state of callbacks this run does not have: {', '.join(unclaimed)} "
+                          "(resuming without them)", stacklevel=3)
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])

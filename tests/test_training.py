@@ -249,7 +249,8 @@ def test_callback_states_find_their_owner_when_callbacks_change_between_runs(tmp
     # resume with a new callback in front and the first counter gone: states go by name, not position
     newcomer, again, lookahead2 = StopAfter(1), Counter(), Lookahead(total_steps=8, every=1)
     trainer = Trainer(3, precision="32", progress=False, log=False, callbacks=[newcomer, lookahead2, again])
-    trainer.fit(tiny_cnn(), train, val, resume_from=path)
+    with pytest.warns(UserWarning, match="does not have: Counter#2"):  # the second counter's state is left
+        trainer.fit(tiny_cnn(), train, val, resume_from=path)
     assert lookahead2.step == 4 + 2 and again.epochs == 2 + 1
     # checkpoints written before states were keyed (a list in callback order) still load
     legacy = torch.load(path, weights_only=False)
