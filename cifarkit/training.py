@@ -370,10 +370,10 @@ class Trainer:
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.history = History(state["history"]["records"], state["history"]["meta"])
+        owners = dict(_callback_keys(self.callbacks))
         saved = state.get("callbacks", {})
         if isinstance(saved, list):  # older checkpoints: one state per callback, in order
-            saved = {key: cb_state for (key, _), cb_state in zip(_callback_keys(self.callbacks), saved)}
-        owners = dict(_callback_keys(self.callbacks))
+            saved = dict(zip(owners, saved))
         for key, cb in owners.items():
             if hasattr(cb, "load_state_dict") and saved.get(key):
                 cb.load_state_dict(saved[key])
