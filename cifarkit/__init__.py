@@ -10,6 +10,7 @@ recipes   get_recipe, train_recipe, Recipe (named recipes shared by notebooks an
 freezing  freeze_initial, unfreeze_all, count_parameters
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
 features  extract_features, split_head (frozen-backbone feature caching)
+claims    Claims, Estimate, run_case (a lesson's verdicts from its own numbers)
 notebooks resolve_profile, notebook_profiles, notebook_literal, record_results, artifacts_dir
 
 Names are imported on first use, so `python -m cifarkit run` starts without loading torch.
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "callbacks": ["Callback", "Checkpoint", "Lookahead", "StopAfter"],
+    "claims": ["Claim", "Claims", "Estimate", "RunCase", "run_case"],
     "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
              "textbook_loader", "torchvision_dataset"],
     "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
@@ -34,7 +36,7 @@ _EXPORTS = {
     "plotting": ["Animator", "show_figure"],
     "profiles": ["notebook_literal", "notebook_profiles", "resolve_profile"],
     "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
-                "remove_pruning", "sparsity", "SparsityTracker"],
+                "remove_pruning", "sparsity", "SparsityTracker", "unseen_weights"],
     "recipes": ["Recipe", "RECIPES", "get_recipe", "train_recipe", "TimeToAccuracy"],
     "results": ["artifacts_dir", "record_results"],
     "synthetic": ["synthetic_cifar"],

@@ -6,13 +6,17 @@
     python -m cifarkit run [--profile quick|full] [--only 01,05] [--out DIR] [-p NAME=VALUE ...]
     python -m cifarkit slides RUN_DIR [--out slides]
 
-Errors are one line on stderr with a non-zero exit status.
+Errors are one line on stderr with a non-zero exit status (no traceback): bad input raises
+ValueError/OSError with a message naming the argument or the file, and `main` prints it on one line.
+`-p` values are checked against the parameter schema (`cifarkit.params`) before any kernel starts.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from .params import SCHEMA
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: runs/<timestamp>-<profile>/)")
     run.add_argument("--notebooks", default=None, help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                     help="set a notebook parameter (repeatable); checked against the notebooks' parameters")
+                     help="set a notebook parameter (repeatable); checked against the parameter schema "
+                          "(cifarkit/params.py) before any notebook runs: "
+                          + "; ".join(f"{n}: {spec.accepts}" for n, spec in SCHEMA.items()
+                                      if n != "profile").replace("%", "%%"))
 
     slides = sub.add_parser("slides", help="build reveal.js slide decks from an executed run")
     slides.add_argument("run_dir")
@@ -100,6 +107,11 @@ def main(argv=None) -> int:
         sys.stderr.write("cifarkit: interrupted\n")
         return 130
     except (OSError, ValueError, RuntimeError) as e:
-        sys.stderr.write(f"cifarkit: error: {e}\n")
+        sys.stderr.write(f"cifarkit: error: {one_line(e)}\n")
         return 1
     return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on a single line (whitespace runs, newlines included, collapsed)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

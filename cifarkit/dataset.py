@@ -11,11 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import integer, non_negative_int
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 # Per-channel statistics of the CIFAR-10 training split, on the 0..1 scale.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MAX_SEED = 2**63 - 2  # the largest seed `subset` takes (torch generators; the test split uses seed + 1)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class CifarData:
 
     @property
     def synthetic(self) -> bool:
+        """Whether this is the generated stand-in rather than CIFAR-10."""
         return self.source == "synthetic"
 
     @property
@@ -47,7 +51,14 @@ class CifarData:
         }.get(self.source, self.source)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "CifarData":
-        """A stratified subset: the same number of images from each class (see `stratified_indices`)."""
+        """A stratified subset: the same number of images from each class (see `stratified_indices`).
+
+        `None`, or a count at least the split's size, keeps the whole split. Counts and the seed must
+        be ints >= 0 (not bools): anything else raises TypeError / ValueError naming the argument.
+        """
+        n_train = non_negative_int("n_train", n_train, optional=True)
+        n_test = non_negative_int("n_test", n_test, optional=True)
+        seed = integer("seed", seed, lo=0, hi=MAX_SEED)
         xtr, ytr, xte, yte = self.x_train, self.y_train, self.x_test, self.y_test
         if n_train is not None and n_train < len(ytr):
             idx = stratified_indices(ytr, n_train, seed)

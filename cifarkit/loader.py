@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .dataset import CIFAR10_MEAN, CIFAR10_STD, stratified_indices
 from .devices import resolve_device
+from .validation import WrongTypeError, int_in, integer, non_negative_int, number, positive_int
 
 
 PAD_MODES = ("zeros", "reflect")
@@ -29,6 +30,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, pad_m
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     b, c, h, w = x.shape
+    padding = int_in("padding", padding, 0, min(h, w) - 1)
     pad = (padding, padding, padding, padding)
     if pad_mode == "reflect":  # reflection padding has no integer kernel on the CPU
         padded = F.pad(x.float(), pad, mode="reflect").to(x.dtype)
@@ -56,6 +58,7 @@ def random_cutout(x: torch.Tensor, size: int, generator: torch.Generator, fill: 
     default fill 0 is the dataset's mean colour.
     """
     b, _, h, w = x.shape
+    size = int_in("size", size, 0, min(h, w))
     top = torch.randint(0, h, (b,), generator=generator).to(x.device) - size // 2
     left = torch.randint(0, w, (b,), generator=generator).to(x.device) - size // 2
     rows = torch.arange(h, device=x.device)[None, :]
@@ -67,14 +70,16 @@ def random_cutout(x: torch.Tensor, size: int, generator: torch.Generator, fill: 
 
 class Batches:
     """Shuffled (or not) mini-batches of `(x, y)` tensors held in memory, with a reproducible,
-    checkpointable generator. `TensorLoader` and `FeatureLoader` build on it."""
+    checkpointable generator. `TensorLoader` and `FeatureLoader` build on it.
+
+    Labels must be integers (a float dtype is refused rather than rounded), and with `num_classes`
+    lie in ``[0, num_classes)``."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, drop_last: bool,
-                 seed: int, device):
-        if y.dim() != 1 or len(y) != len(x):
-            raise ValueError(f"y must be a 1-D tensor with {len(x)} labels, got shape {tuple(y.shape)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+                 seed: int, device, num_classes: int | None = None):
+        check_labels(y, len(x), num_classes)
+        batch_size = positive_int("batch_size", batch_size)
+        seed = integer("seed", seed)
         self.device = resolve_device(device)
         self.x = x.to(self.device)
         self.y = y.to(self.device, torch.int64)
@@ -92,6 +97,7 @@ class Batches:
         return full if (self.drop_last or rest == 0) else full + 1
 
     def transform(self, xb: torch.Tensor) -> torch.Tensor:
+        """What a batch of `x` becomes before it is yielded (here: unchanged)."""
         return xb
 
     def __iter__(self):
@@ -107,16 +113,37 @@ class Batches:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
         self.generator.set_state(state["generator"])
+
+
+def check_labels(y, n: int, num_classes: int | None = None) -> None:
+    """Refuse labels that are not `n` integers (1-D), or, with `num_classes`, lie outside
+    ``[0, num_classes)``: a float label would be truncated silently (2.7 -> 2) and a label of
+    42 for 10 classes would fail deep inside the loss at the first batch."""
+    if not isinstance(y, torch.Tensor):
+        raise WrongTypeError(f"y must be a tensor of labels, got {type(y).__name__}")
+    if y.dim() != 1 or len(y) != n:
+        raise ValueError(f"y must be a 1-D tensor with {n} labels, got shape {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.dtype.is_floating_point or y.dtype.is_complex:
+        raise WrongTypeError(f"y must hold integer class labels, got dtype {y.dtype} "
+                             "(convert on purpose, e.g. y.long(), if the values are whole numbers)")
+    num_classes = positive_int("num_classes", num_classes, optional=True)
+    if num_classes is not None and len(y):
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"y holds label {bad}, outside 0 to {num_classes - 1} for num_classes={num_classes}")
 
 
 class FeatureLoader(Batches):
     """Batches of precomputed feature vectors (see `cifarkit.features.extract_features`)."""
 
     def __init__(self, features, labels, batch_size: int = 256, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0, device="auto", tag: str | None = None):
-        super().__init__(torch.as_tensor(features), torch.as_tensor(labels), batch_size, shuffle, drop_last,
-                         seed, device)
+                 drop_last: bool = False, seed: int = 0, device="auto", tag: str | None = None,
+                 num_classes: int | None = None):
+        super().__init__(_tensor("features", features), _tensor("labels", labels), batch_size, shuffle, drop_last,
+                         seed, device, num_classes)
         self.tag = tag
 
     def __repr__(self) -> str:
@@ -128,7 +155,7 @@ class TensorLoader(Batches):
 
     Args:
         x: uint8 images `N x 3 x H x W` (as returned by `load_cifar10` / `load_data`).
-        y: int64 labels `N`.
+        y: integer labels `N`, each in ``[0, num_classes)`` (float labels are refused, not rounded).
         batch_size: images per batch.
         shuffle: draw a new permutation every epoch.
         drop_last: skip the final short batch (keeps BatchNorm statistics clean in training).
@@ -142,24 +169,37 @@ class TensorLoader(Batches):
         n: keep a stratified subset of `n` images (equal share per class).
         memory_format: e.g. `torch.channels_last` for the batches.
         tag: a label such as `data.label`, shown in logs and plot titles.
+        crop_padding: pixels of padding for the random crop, from 0 to the image side - 1.
+        cutout: side of the cutout square, from 0 (off) to the image side.
+        num_classes: the number of classes the labels are checked against (default 10; None
+            checks only that they are integers, e.g. for item indices used as labels).
+
+    Every numeric argument is checked here, with the accepted range in the message.
     """
 
     def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, drop_last: bool = False,
                  augment: bool = False, normalize: bool = True, resize: int | None = None,
                  device="auto", seed: int = 0, n: int | None = None, crop_padding: int = 4,
                  pad_mode: str = "zeros", mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
-                 tag: str | None = None, cutout: int = 0):
-        x, y = torch.as_tensor(x), torch.as_tensor(y)
+                 tag: str | None = None, cutout: int = 0, num_classes: int | None = 10):
+        x, y = _tensor("x", x), _tensor("y", y)
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise TypeError(f"x must be a uint8 tensor N x C x H x W, got {x.dtype} {tuple(x.shape)}")
-        if n is not None and len(y) == len(x):
-            idx = stratified_indices(y, n, seed)
-            x, y = x[idx], y[idx]
+        check_labels(y, len(x), num_classes)
+        side = min(x.shape[-2:])
+        crop_padding = int_in("crop_padding", crop_padding, 0, max(side - 1, 0))
+        cutout = int_in("cutout", cutout, 0, side)
+        resize = positive_int("resize", resize, optional=True)
+        n = non_negative_int("n", n, optional=True)
+        mean, std = _per_channel("mean", mean, x.shape[1]), _per_channel("std", std, x.shape[1])
+        if min(std) <= 0:
+            raise ValueError(f"std must be positive for every channel, got {std}")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-        if not isinstance(cutout, int) or isinstance(cutout, bool) or not 0 <= cutout <= min(x.shape[-2:]):
-            raise ValueError(f"cutout must be an int from 0 (off) to the image side {min(x.shape[-2:])}, got {cutout!r}")
-        super().__init__(x, y, batch_size, shuffle, drop_last, seed, device)
+        if n is not None:
+            idx = stratified_indices(y, n, integer("seed", seed))
+            x, y = x[idx], y[idx]
+        super().__init__(x, y, batch_size, shuffle, drop_last, seed, device, num_classes)
         self.pad_mode, self.cutout = pad_mode, cutout
         self.augment, self.normalize, self.resize = augment, normalize, resize
         self.crop_padding, self.memory_format, self.tag = crop_padding, memory_format, tag
@@ -190,3 +230,22 @@ class TensorLoader(Batches):
         size = f", resize={self.resize}" if self.resize else ""
         return (f"TensorLoader({self.num_samples} images, batch_size={self.batch_size}, {len(self)} batches, "
                 f"device={self.device}{size}{', ' + ', '.join(flags) if flags else ''})")
+
+
+def _tensor(name: str, value) -> torch.Tensor:
+    """`value` (a tensor, array or nested list) as a tensor; anything else is refused naming `name`."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise WrongTypeError(f"{name} must be a tensor or an array, got {type(value).__name__}") from None
+
+
+def _per_channel(name: str, values, channels: int) -> tuple:
+    """`values` as a tuple of `channels` finite floats (one per image channel)."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise WrongTypeError(f"{name} must be a sequence of {channels} numbers, got {values!r}") from None
+    if len(values) != channels:
+        raise ValueError(f"{name} must have one number per channel ({channels}), got {len(values)}")
+    return tuple(number(f"{name}[{i}]", v) for i, v in enumerate(values))

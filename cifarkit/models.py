@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import urllib.parse
 import urllib.request
@@ -56,6 +55,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from cifarkit.callbacks import atomic_write, safe_load
 from cifarkit.freezing import set_frozen_bn_eval, unfreeze  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -152,40 +152,33 @@ def _download(url: str, dst: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     if scheme not in urllib.request.getproxies():  # behind a proxy the proxy resolves names
         _resolve_host(urllib.parse.urlparse(url).hostname or "", timeout)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     print(f"cifarkit: downloading {url} to {dst}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                while True:
-                    chunk = response.read(1 << 20)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    f.write(chunk)
+    digest = hashlib.sha256()
+    with atomic_write(dst) as f, urllib.request.urlopen(url, timeout=timeout) as response:
+        while True:
+            chunk = response.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            f.write(chunk)
         m = re.search(r"-([a-f0-9]+)\.", dst.name)
         if m and not digest.hexdigest().startswith(m.group(1)):
             raise RuntimeError(f"the downloaded file does not match the hash prefix {m.group(1)!r} "
                                f"in its name (corrupt or truncated download)")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_state_dict(path) -> dict:
-    """torch.load a state dict (tensors only) from `path`, unwrapping common containers."""
+    """torch.load a state dict (tensors only) from `path`, unwrapping common containers.
+
+    Loaded safely (``weights_only=True``, see `cifarkit.callbacks.safe_load`): a file that would
+    run code when unpickled is refused with a one-line `ValueError`, as is an unreadable one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"could not read {str(path)!r} as a state dict ({type(e).__name__}: {e}); "
-                         f"save one with torch.save(model.state_dict(), path)") from e
+        obj = safe_load(path, "state dict")
+    except ValueError as e:
+        raise ValueError(f"{e}; save one with torch.save(model.state_dict(), path)") from None
     for key in ("model", "state_dict", "model_state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -328,14 +321,21 @@ class ResNetForCifar(nn.Module):
             if at all. Leave it False for real training.
         weights: ``None``, ``"imagenet"``, ``"auto"`` or a state dict path (see `apply_weights`);
             ImageNet weights cover the body only, the head is always freshly initialised.
+        stem: ``"imagenet"`` (torchvision's 7x7 stride-2 conv1 and 3x3 max-pool) or ``"cifar"``
+            (one 3x3 stride-1 conv1, no max-pool: layer4 then works at 4x4 instead of 1x1, at
+            about 16x the compute). With ImageNet weights and the CIFAR stem, conv1 starts fresh.
 
     The ImageNet stem (7x7 stride-2 conv and max-pool) shrinks a 32x32 image to 8x8 before
     ``layer1`` and to 1x1 at ``layer4``; that is known to cost accuracy on CIFAR-10 compared with a
     3x3 stem (see `SmallResNet`), but it is what makes ImageNet weights reusable.
     """
 
-    def __init__(self, softmax_output: bool = False, weights=None):
+    STEMS = ("imagenet", "cifar")
+
+    def __init__(self, softmax_output: bool = False, weights=None, stem: str = "imagenet"):
         super().__init__()
+        if stem not in self.STEMS:
+            raise ValueError(f"stem must be one of {self.STEMS}, got {stem!r}")
         tv = torchvision.models.resnet18(weights=None)
         names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
                  "avgpool"]
@@ -343,7 +343,21 @@ class ResNetForCifar(nn.Module):
                                               + [("flatten", nn.Flatten(1))]))
         self.head = nn.Sequential(nn.Linear(512, 100), nn.ReLU(inplace=True), nn.Linear(100, 10))
         self.softmax_output = bool(softmax_output)
+        self.stem = stem
+        from_file = weights is not None and not (isinstance(weights, str) and weights in ("imagenet", "auto"))
+        if stem == "cifar" and from_file:  # a file saved from a CIFAR-stem model has its 3x3 conv1
+            self._cifar_stem()
         apply_weights(self, weights, "resnet18", backbone=self.body)
+        if stem == "cifar" and not from_file:  # ImageNet's 7x7 conv1 does not fit: conv1 starts fresh
+            self._cifar_stem()
+            if self.weights_source == "imagenet":
+                self.weights_source = "imagenet (except conv1: cifar stem)"
+
+    def _cifar_stem(self) -> None:
+        """Replace the 7x7 stride-2 conv1 and the max-pool by one 3x3 stride-1 conv (32x32 kept)."""
+        self.body.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(self.body.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.body.maxpool = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B x 10), or probabilities when ``softmax_output`` is True."""

@@ -1,8 +1,10 @@
 """Which parameters a notebook takes, and turning ``-p NAME=VALUE`` into checked values.
 
 `notebook_parameters` asks papermill which names and defaults each notebook's ``parameters``
-cell declares; `parse_cli_parameters` parses command-line values (Python literals, with
-true/false/none words) and checks them against those defaults. Used by `cifarkit.runner`.
+cell declares; `parse_cli_parameters` parses command-line values and `_plan_parameters` decides
+what each notebook gets. Values are checked against the parameter schema of `cifarkit.params`
+(type, range or choices, None allowed or not); a notebook parameter missing from the schema, or a
+notebook default that does not fit it, is an error. Used by `cifarkit.runner`.
 """
 from __future__ import annotations
 
@@ -15,14 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .params import SCHEMA, ParameterError, Spec
+
 _TRUE_WORDS = {"true", "yes", "1"}
 _FALSE_WORDS = {"false", "no", "0"}
 _NONE_WORDS = {"none", "null"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ParameterError(ValueError):
-    """A notebook parameter is unknown, malformed or of the wrong type."""
 
 
 # --------------------------------------------------------------------------
@@ -68,8 +68,11 @@ def _split_only(only: str | Iterable[str] | None) -> list[str] | None:
         return None
     if isinstance(only, str):
         items = [p.strip() for p in only.split(",")]
+    elif isinstance(only, (list, tuple, set, frozenset)) and all(isinstance(p, str) for p in only):
+        items = [p.strip() for p in only]
     else:
-        items = [str(p).strip() for p in only]
+        raise TypeError(f"only must be a comma-separated string or a list of notebook prefixes "
+                        f"such as ['01', '05'], got {only!r}")
     items = [p for p in items if p]
     return items or None
 
@@ -83,7 +86,11 @@ def list_notebooks(notebooks_dir: str | os.PathLike = "notebooks",
     match at least one notebook, otherwise a ``ValueError`` lists the valid
     choices. Hidden files and Jupyter checkpoints are ignored.
     """
+    if not isinstance(notebooks_dir, (str, os.PathLike)):
+        raise TypeError(f"notebooks_dir must be a path, got {notebooks_dir!r}")
     root = Path(notebooks_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"notebooks directory {str(root)!r} is a file, not a directory")
     if not root.is_dir():
         raise FileNotFoundError(f"notebooks directory not found: {str(root)!r}")
     notebooks = sorted(
@@ -163,8 +170,8 @@ def _valid_names_message(notebook_params: Mapping[str, Any] | None) -> str:
                   for nb, specs in notebook_params.items()}
         distinct = {tuple(v) for v in per_nb.values()}
         if len(distinct) > 1:
-            lines = [f"  {nb}: {', '.join(names) or '(none)'}" for nb, names in per_nb.items()]
-            return "valid parameters per notebook (a name is injected only where it exists):\n" + "\n".join(lines)
+            parts = [f"{nb}: {', '.join(names) or '(none)'}" for nb, names in per_nb.items()]
+            return "valid parameters per notebook (a name is injected only where it exists): " + "; ".join(parts)
         names = next(iter(per_nb.values()))
     else:
         names = sorted(n for n in notebook_params if n != "profile")
@@ -278,46 +285,39 @@ def _check_kind(kind: str, value: Any) -> Any:
     raise TypeError(f"got {value!r} ({type(value).__name__})")
 
 
-def _coerce(spec: ParamSpec, value: Any, where: str) -> Any:
-    """Check an already parsed value against a notebook parameter."""
-    try:
-        if isinstance(value, str) and spec.kind not in {"str", "NoneType", "any"}:
-            return _parse_as(spec.kind, value)
-        return _check_kind(spec.kind, value)
-    except (ValueError, TypeError, SyntaxError) as exc:
-        raise ParameterError(
-            f"parameter {spec.name!r}{where} expects {spec.kind} (default {spec.default}), "
-            f"got {value!r} ({type(value).__name__}): {exc}"
-        ) from None
-
-
 def parse_cli_parameters(items: Sequence[str] | None,
-                         notebook_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                         notebook_params: Mapping[str, Any] | None = None,
+                         schema: Mapping[str, Spec] | None = None) -> dict[str, Any]:
     """Parse ``["NAME=VALUE", ...]`` from the command line into a dict.
 
-    ``notebook_params`` says what the notebooks accept. It may be the
+    ``notebook_params`` says which names the notebooks take. It may be the
     output of :func:`notebook_parameters` (``{notebook: {name: ParamSpec}}``),
     a single notebook's ``{name: ParamSpec}``, papermill's raw
     ``inspect_notebook`` dict, or a plain ``{name: default value}``; ``None``
-    skips name checks and guesses types.
+    skips name checks.
 
-    Values are parsed with the type of the notebook default:
+    A name in ``schema`` (default: :data:`cifarkit.params.SCHEMA`) is read
+    and checked by its schema entry (``none``/``null``, ``true``/``false``, a
+    Python literal or JSON, else the plain text; see
+    :meth:`cifarkit.params.Spec.parse`), so ``epochs=abc``, ``epochs=0`` or
+    ``data_source=bogus`` fail here with a message saying what is accepted.
+    Any other name is parsed with the type of the notebook default:
 
     * ``int`` / ``float``: ``int(VALUE)`` / ``float(VALUE)``;
     * ``bool``: ``true/false``, ``yes/no``, ``1/0`` (any case);
     * ``str``: taken verbatim (one pair of surrounding quotes is removed);
     * ``list`` / ``tuple`` / ``dict``: JSON, else a Python literal;
     * default ``None`` or unknown: ``None``/``null``, ``true``/``false``,
-      then a Python literal or JSON, else the plain string.
+      then a Python literal or JSON, else the plain string;
 
-    ``None``/``null`` gives ``None`` for every non-string parameter. If a
-    name has different types in different notebooks, the value is guessed
-    and checked per notebook by :func:`run_notebooks`.
+    :func:`run_notebooks` then refuses notebooks whose parameters are not
+    all in the schema.
 
     Raises :class:`ParameterError` for an item without ``=``, a name that
     is not an identifier, a name given twice, ``profile`` (use the profile
-    argument), an unknown name, or a value that does not fit the type.
+    argument), an unknown name, or a value that does not fit.
     """
+    schema = SCHEMA if schema is None else schema
     kinds = _kinds_by_name(notebook_params)
     out: dict[str, Any] = {}
     for item in items or []:
@@ -333,11 +333,14 @@ def parse_cli_parameters(items: Sequence[str] | None,
             raise _profile_error()
         if name in out:
             raise ParameterError(f"parameter {name!r} given more than once")
+        if kinds is not None and name not in kinds:
+            raise _unknown_error(name, notebook_params, kinds)
+        if name in schema:
+            out[name] = schema[name].parse(text, name)
+            continue
         if kinds is None:
             out[name] = _guess_literal(text)
             continue
-        if name not in kinds:
-            raise _unknown_error(name, notebook_params, kinds)
         kind_set = kinds[name]
         kind = next(iter(kind_set)) if len(kind_set) == 1 else "any"
         try:
@@ -349,25 +352,61 @@ def parse_cli_parameters(items: Sequence[str] | None,
     return out
 
 
+def schema_problems(specs: Mapping[str, Mapping[str, ParamSpec]],
+                    schema: Mapping[str, Spec] | None = None) -> list[str]:
+    """What is wrong between the notebooks' parameters and the schema, one line each.
+
+    A parameter that a notebook declares but `schema` (default: the kit's) lacks, and a default
+    (a plain literal) that does not fit its entry. Empty when everything fits.
+    """
+    schema = SCHEMA if schema is None else schema
+    problems = []
+    for nb_name, nb_specs in specs.items():
+        for name, spec in nb_specs.items():
+            if name not in schema:
+                problems.append(f"{nb_name} declares parameter {name!r}, which the parameter schema "
+                                "(cifarkit/params.py) does not list; add an entry for it there")
+                continue
+            try:
+                default = ast.literal_eval(spec.default)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue  # not a literal: nothing to check before the kernel runs
+            if not schema[name].fits(default):
+                problems.append(f"{nb_name}: the default {name} = {spec.default} does not fit the schema "
+                                f"({schema[name].accepts})")
+    return problems
+
+
 def _plan_parameters(specs: Mapping[str, Mapping[str, ParamSpec]],
                      parameters: Mapping[str, Any] | None,
-                     profile: str) -> dict[str, dict[str, Any]]:
-    """Validate ``parameters`` and return what to inject into each notebook."""
-    parameters = dict(parameters or {})
+                     profile: str,
+                     schema: Mapping[str, Spec] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate ``parameters`` (and the notebooks against the schema); return what to inject
+    into each notebook. Raises :class:`ParameterError` before anything runs."""
+    schema = SCHEMA if schema is None else schema
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a dict of name -> value, got {type(parameters).__name__}")
+    parameters = dict(parameters)
     if "profile" in parameters:
         raise _profile_error()
+    if "profile" in schema:
+        profile = schema["profile"].check(profile, "profile")
+    problems = schema_problems(specs, schema)
+    if problems:
+        raise ParameterError("; ".join(problems))
     known = {name for nb_specs in specs.values() for name in nb_specs}
-    for name in parameters:
+    checked: dict[str, Any] = {}
+    for name, value in parameters.items():
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
             raise ParameterError(f"parameter name {name!r} is not a valid Python name")
         if name not in known:
             raise _unknown_error(name, specs, known)
+        checked[name] = schema[name].coerce(value, name)
     plan: dict[str, dict[str, Any]] = {}
     for nb_name, nb_specs in specs.items():
         injected: dict[str, Any] = {"profile": profile}
-        for name, value in parameters.items():
-            if name in nb_specs:
-                injected[name] = _coerce(nb_specs[name], value, f" of {nb_name}")
+        injected.update({name: value for name, value in checked.items() if name in nb_specs})
         plan[nb_name] = injected
     return plan
-

@@ -50,6 +50,7 @@ __all__ = [
     "is_pruned",
     "load_pruned_state_dict",
     "SparsityTracker",
+    "unseen_weights",
 ]
 
 DEFAULT_TYPES = (nn.Conv2d, nn.Linear)
@@ -401,3 +402,57 @@ class SparsityTracker(Callback):
         self.history = [float(v) for v in state.get("history", [])]
         self.epochs = list(state.get("epochs", []))
         self.per_layer_history = copy.deepcopy(state.get("per_layer_history", []))
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights that never see the image
+# ----------------------------------------------------------------------------------------------
+
+def _live_taps(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """How many of a kernel's taps along one axis read a real input pixel for some output."""
+    return sum(any(0 <= o * stride - padding + i * dilation < size for o in range(out))
+               for i in range(kernel))
+
+
+def unseen_weights(model: nn.Module, image_size: int = 32, channels: int = 3) -> dict:
+    """Count, per Conv2d and Linear layer, the weights that only ever multiply zero padding.
+
+    A convolution whose input is small for its kernel (torchvision's ResNet-18 on 32x32 images
+    works at 2x2 and 1x1 in ``layer4``) has taps that fall outside the image for every output
+    position: whatever those weights are, they never touch data and get no gradient from it.
+    One forward pass of a ``channels x image_size x image_size`` input records each layer's input
+    size; the count is geometric (kernel, stride, padding, dilation), not a property of the
+    weights. Returns ``{"per_layer": {name: (unseen, total)}, "unseen": int, "total": int,
+    "fraction": float}`` over the layers that `global_magnitude_prune` prunes by default.
+    """
+    sizes, hooks = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(
+                lambda m, inp, out, name=name: sizes.__setitem__(name, (inp[0].shape[-2:], out.shape[-2:]))))
+    was_training = model.training
+    try:
+        model.eval()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, channels, image_size, image_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    per_layer = {}
+    for name, module in _named_prunable(model, DEFAULT_TYPES):
+        total = _effective(module).numel()
+        if isinstance(module, nn.Conv2d) and name in sizes:
+            (h, w), (ho, wo) = sizes[name]
+            live = 1
+            for axis, (size, out) in enumerate(((h, ho), (w, wo))):
+                live *= _live_taps(size, out, module.kernel_size[axis], module.stride[axis],
+                                   module.padding[axis], module.dilation[axis])
+            taps = module.kernel_size[0] * module.kernel_size[1]
+            per_layer[name] = (total // taps * (taps - live), total)
+        else:
+            per_layer[name] = (0, total)
+    unseen = sum(u for u, _ in per_layer.values())
+    total = sum(t for _, t in per_layer.values())
+    return {"per_layer": per_layer, "unseen": unseen, "total": total, "fraction": unseen / total}

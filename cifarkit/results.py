@@ -4,9 +4,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
+
+from .summary import check_claims
+
+#: What `record_results` accepts as a name: a plain file stem, no folders, no "..".
+_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def results_dir() -> Path:
@@ -37,12 +43,36 @@ def _jsonable(value):
     return value
 
 
-def record_results(name: str, metrics: dict, cfg=None, data=None) -> Path:
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not _STEM.fullmatch(name) or ".." in name:
+        raise ValueError(f"record_results: name {name!r} is not a plain file stem (letters, digits, "
+                         "'_', '-' and '.'; no folders, no '..'), e.g. '03_pruning'")
+    return name
+
+
+def record_results(name: str, metrics: dict, cfg=None, data=None, claims=None) -> Path:
     """Write `<results dir>/<name>.metrics.json` with `metrics` plus the run's context
-    (profile, device, precision, data source), and return its path."""
+    (profile, device, precision, data source), and return its path.
+
+    `name` must be a plain file stem such as ``"03_pruning"`` (ValueError otherwise: nothing is
+    written outside the results folder). `claims` is the notebook's lesson as verdicts: a list of
+    dicts (or objects with ``to_dict()``) with ``name``, ``statement``, ``verdict`` (one of
+    `cifarkit.claims.VERDICTS`), ``case``, ``evidence`` and ``reason``; they are checked and
+    stored under ``"claims"``, which the run report turns into verdict tables.
+    """
     from . import devices
 
+    _check_name(name)
+    if not isinstance(metrics, dict):
+        raise TypeError(f"record_results: metrics must be a dict, got {type(metrics).__name__}")
     payload = dict(metrics)
+    if claims is not None:
+        if "claims" in payload:
+            raise ValueError("record_results: pass the claims either in metrics['claims'] or as "
+                             "claims=..., not both")
+        payload["claims"] = check_claims(claims, "record_results claims")
+    elif "claims" in payload:
+        payload["claims"] = check_claims(payload["claims"], "metrics['claims']")
     if cfg is not None:
         payload.setdefault("profile", cfg.get("name"))
         payload.setdefault("device", devices.describe(cfg["device"], cfg["precision"]))
@@ -56,5 +86,7 @@ def record_results(name: str, metrics: dict, cfg=None, data=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.metrics.json"
     path.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=True))
-    print(f"Recorded {len(metrics)} metrics in {path}")
+    n_claims = len(payload.get("claims", []))
+    print(f"Recorded {len(metrics) - ('claims' in metrics)} metrics"
+          f"{f' and {n_claims} claim(s)' if n_claims else ''} in {path}")
     return path

@@ -25,26 +25,54 @@ Parameter rules
   that declare it, so ``epochs=5`` reaches the training notebooks and leaves
   the others alone. An unknown name raises :class:`ParameterError` listing
   the valid names.
-* Values are checked against the type of the notebook's default: an ``int``
-  default accepts ints, a ``float`` default accepts ints and floats, ``bool``
-  only bools, ``str`` only strings, ``list``/``tuple`` lists or tuples,
-  ``dict`` dicts. A string value given for a non-string parameter is parsed
-  as on the command line (see :func:`parse_cli_parameters`). ``None`` is
-  accepted for any parameter. A parameter whose default is ``None`` (or not
-  a plain literal) accepts any value.
+* Every value is checked against the parameter schema,
+  :data:`cifarkit.params.SCHEMA` (type, range or choices, None allowed or
+  not), before any kernel starts: ``epochs=abc``, ``epochs=0``,
+  ``data_source=bogus`` or ``weights=bogus`` fail at once with one line
+  naming the parameter, the value and what is accepted. A string value for a
+  non-string parameter is read as on the command line (see
+  :func:`parse_cli_parameters`). A selected notebook that declares a
+  parameter the schema lacks, or whose default does not fit its entry, is
+  refused the same way. ``run_notebooks(schema=...)`` swaps in another
+  schema (the tests do, for their fixture notebooks).
 
-The kernel of each notebook sees ``CIFARKIT_RESULTS_DIR`` (the run directory)
-and ``CIFARKIT_HEADLESS=1``; ``CIFARKIT_PROFILE`` is removed so that the
-injected ``profile`` parameter is the only source of truth. The variables are
-restored when the run ends.
+Kernel environment
+------------------
+Each notebook's kernel sees these variables (restored when the run ends):
+
+* ``CIFARKIT_RESULTS_DIR``: the run directory (metrics files go there);
+* ``CIFARKIT_ARTIFACTS``: ``<run directory>/artifacts``, whatever the
+  caller's shell says, so checkpoints shared between notebooks stay inside
+  the run;
+* ``CIFARKIT_HEADLESS=1``;
+* ``CIFARKIT_PROFILE`` is removed, so that the injected ``profile``
+  parameter is the only source of truth;
+* ``CIFARKIT_NETWORK``: ``"1"`` or ``"0"``, whether the network answered
+  when the runner asked ``cifarkit.data.network_available()`` once for the
+  whole run (so that a data-source "auto" fallback is decided and announced
+  once per run, not once per notebook). The probe runs only when some
+  selected notebook gets ``data_source="auto"`` and that function exists
+  (it honours ``CIFARKIT_OFFLINE=1`` and a ``CIFARKIT_NETWORK`` already set
+  in the caller's environment without probing); otherwise the variable is left
+  unset and each notebook decides for itself. When the answer is ``0`` the
+  run's first line says so (:data:`OFFLINE_LINE`), once.
+
+Kernels talk to the runner over CurveZMQ-encrypted sockets when pyzmq and
+the kernelspec support it (ipykernel >= 7 kernelspecs do), which is also what
+keeps ipykernel's "Kernel is running over TCP without encryption" warning out
+of the run's output. The tqdm progress bar is shown only when stderr is a
+terminal; either way one line per finished notebook (name, status, seconds)
+is printed.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +98,7 @@ __all__ = [
 
 from .notebook_params import (ParameterError, ParamSpec, _plan_parameters, list_notebooks,  # noqa: F401
                               notebook_parameters, parse_cli_parameters)
+from .params import SCHEMA, Spec
 from .summary import (SYNTHETIC_LABEL, _summary_dict, data_source_label,  # noqa: F401
                       render_summary_markdown)
 
@@ -106,6 +135,8 @@ def new_run_dir(root: str | os.PathLike = "runs", profile: str = "quick",
 
 
 def _prepare_out_dir(out: str | os.PathLike) -> Path:
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise TypeError(f"out must be a directory path, got {out!r}")
     out = Path(out)
     if out.exists():
         if not out.is_dir():
@@ -115,8 +146,19 @@ def _prepare_out_dir(out: str | os.PathLike) -> Path:
                 f"run directory {str(out)!r} already exists and is not empty; "
                 "choose a new --out (runs are never overwritten)"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_writable(out)
+    except OSError as exc:  # same kind of error, one line that names the folder
+        raise type(exc)(f"cannot write the run directory {str(out)!r}: {exc.strerror or exc}") from None
     return out
+
+
+def _check_writable(folder: Path) -> None:
+    """Create and delete a probe file, so that a read-only folder fails before any kernel runs."""
+    fd, probe = tempfile.mkstemp(prefix=".cifarkit-write-check-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _check_kernels(notebooks: Sequence[Path], kernel_name: str | None) -> None:
@@ -148,11 +190,13 @@ def _check_kernels(notebooks: Sequence[Path], kernel_name: str | None) -> None:
 
 
 class _KernelEnv:
-    """Set the kernel's environment variables and restore them afterwards."""
+    """Set the kernel's environment variables (see the module docstring) and restore them."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, network: str | None = None):
         self.values = {"CIFARKIT_RESULTS_DIR": str(run_dir), "CIFARKIT_HEADLESS": "1",
-                       "CIFARKIT_PROFILE": None}
+                       "CIFARKIT_PROFILE": None, "CIFARKIT_ARTIFACTS": str(run_dir / "artifacts")}
+        if network is not None:
+            self.values["CIFARKIT_NETWORK"] = network
         self.saved: dict[str, str | None] = {}
 
     def __enter__(self) -> "_KernelEnv":
@@ -170,6 +214,74 @@ class _KernelEnv:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _wants_auto_data(specs: Mapping[str, Mapping[str, ParamSpec]],
+                     plan: Mapping[str, Mapping[str, Any]]) -> bool:
+    """True when some notebook will run with ``data_source="auto"`` (injected or its default)."""
+    for nb_name, nb_specs in specs.items():
+        if "data_source" not in nb_specs:
+            continue
+        if "data_source" in plan[nb_name]:
+            value = plan[nb_name]["data_source"]
+        else:
+            try:
+                value = ast.literal_eval(nb_specs["data_source"].default)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                value = None
+        if value == "auto":
+            return True
+    return False
+
+
+def _probe_network() -> str | None:
+    """``"1"``/``"0"`` from ``cifarkit.data.network_available()``; None when there is no answer.
+
+    That function honours ``CIFARKIT_OFFLINE`` and an already set ``CIFARKIT_NETWORK`` itself.
+    `getattr` keeps this working with a ``cifarkit.data`` that has no such function.
+    """
+    try:
+        from . import data
+    except Exception:  # noqa: BLE001 - no data module, no probe
+        return None
+    probe = getattr(data, "network_available", None)
+    if not callable(probe):
+        return None
+    try:
+        return "1" if probe() else "0"
+    except Exception:  # noqa: BLE001 - a failing probe (or a malformed variable) must not stop the run
+        return None
+
+
+#: The run's first line when the network does not answer (notebooks refer to it).
+OFFLINE_LINE = ("network: not reachable (CIFARKIT_NETWORK=0 for every notebook), so data_source='auto' "
+                "uses a local CIFAR-10 copy if there is one, else the SYNTHETIC stand-in (not CIFAR-10)")
+
+
+def _kernel_config() -> Any:
+    """traitlets config that turns on CurveZMQ transport encryption where it is supported.
+
+    jupyter_client >= 8.8 provisions the keys for kernelspecs that declare
+    ``supported_encryption: ["curve"]`` (ipykernel 7's do); ipykernel 7 otherwise logs
+    "Kernel is running over TCP without encryption..." to the terminal for every notebook.
+    None when pyzmq lacks curve or jupyter_client lacks the setting.
+    """
+    try:
+        import zmq
+        from jupyter_client.manager import KernelManager
+        from traitlets.config import Config
+    except ImportError:
+        return None
+    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_traits():
+        return None
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -262,13 +374,19 @@ def _error_summary(exc: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not path.exists():
         return None, "no metrics file written"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return None, f"unreadable metrics file: {exc}"
+        return None, f"unreadable metrics file: {_one_line(exc)}"
+    except RecursionError:
+        return None, "unreadable metrics file: nested too deeply"
     if not isinstance(data, dict):
         return None, "metrics file does not hold a JSON object"
     return data, None
@@ -307,7 +425,8 @@ def _extract_figures(executed: Path, figures_dir: Path, stem: str) -> list[Path]
 def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str = "quick",
                   only: str | Iterable[str] | None = None, out: str | os.PathLike | None = None,
                   parameters: Mapping[str, Any] | None = None, progress: bool = True,
-                  kernel_name: str | None = None) -> RunResult:
+                  kernel_name: str | None = None,
+                  schema: Mapping[str, Spec] | None = None) -> RunResult:
     """Execute the course notebooks headless and write a run report.
 
     Parameters
@@ -328,9 +447,18 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
         injection rules; problems raise :class:`ParameterError` before any
         notebook runs.
     progress:
-        Show a tqdm bar and print one line per finished notebook.
+        Print one line per finished notebook (name, status, seconds), plus
+        a tqdm bar on stderr when stderr is a terminal.
     kernel_name:
         Jupyter kernel to use; default: the one in each notebook's metadata.
+    schema:
+        Parameter schema, ``{name: cifarkit.params.Spec}``; default
+        :data:`cifarkit.params.SCHEMA`. Every parameter of every selected
+        notebook must be in it.
+
+    Every argument is checked before anything is created or any kernel
+    starts (``TypeError``/``ValueError``/``OSError`` with one line naming the
+    argument).
 
     A failing notebook does not stop the others. Returns a
     :class:`RunResult`; ``result.ok`` is False if any notebook failed.
@@ -342,9 +470,16 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
 
     if not isinstance(profile, str) or not profile.strip():
         raise ValueError(f"profile must be a non-empty string, got {profile!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name.strip()):
+        raise TypeError(f"kernel_name must be a kernel name (str) or None, got {kernel_name!r}")
+    if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
+        raise TypeError(f"out must be a directory path or None, got {out!r}")
+    schema = SCHEMA if schema is None else schema
     notebooks = list_notebooks(notebooks_dir, only)
     specs = notebook_parameters(notebooks)
-    plan = _plan_parameters(specs, parameters, profile)
+    plan = _plan_parameters(specs, parameters, profile, schema)
     _check_kernels(notebooks, kernel_name)
 
     run_dir = (new_run_dir("runs", profile) if out is None else _prepare_out_dir(out)).resolve()
@@ -356,10 +491,19 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
 
     def say(line: str) -> None:
         if progress:
-            tqdm.write(line)
+            tqdm.write(line, file=sys.stdout)
 
-    bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    with _KernelEnv(run_dir):
+    network = _probe_network() if _wants_auto_data(specs, plan) else None
+    if network == "0":
+        say(OFFLINE_LINE)
+    engine_kwargs = {}
+    kernel_config = _kernel_config()
+    if kernel_config is not None:
+        engine_kwargs["config"] = kernel_config
+    # a bar redraws itself with \r: fine on a terminal, one endless line in a CI log or a file
+    show_bar = progress and _isatty(sys.stderr)
+    bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not show_bar, file=sys.stderr)
+    with _KernelEnv(run_dir, network):
         for path in bar:
             bar.set_postfix_str(path.name)
             output = run_dir / path.name
@@ -369,7 +513,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
                 papermill.execute_notebook(
                     str(path.resolve()), str(output), parameters=plan[path.name],
                     cwd=str(run_dir), kernel_name=kernel_name,
-                    progress_bar=False, log_output=False,
+                    progress_bar=False, log_output=False, **engine_kwargs,
                 )
             except Exception as exc:  # noqa: BLE001 - one failure must not stop the run
                 error = _error_summary(exc)
@@ -424,18 +568,21 @@ def main_run(args: Any) -> int:
 
     ``args`` needs ``profile``, ``only`` (comma-separated prefixes or None),
     ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
-    ``parameter`` (list of ``NAME=VALUE``); ``kernel`` is optional. Bad
+    ``parameter`` (list of ``NAME=VALUE``); ``kernel`` and ``schema`` are
+    optional. Bad
     input raises ``ValueError``/``OSError`` before anything runs. Returns 0
     when every notebook passed, 1 otherwise (the failures are printed to
     stderr).
     """
     notebooks_dir = getattr(args, "notebooks", None) or default_notebooks_dir()
     only = getattr(args, "only", None)
+    schema = getattr(args, "schema", None)
     paths = list_notebooks(notebooks_dir, only)
-    parameters = parse_cli_parameters(getattr(args, "parameter", None) or [], notebook_parameters(paths))
+    parameters = parse_cli_parameters(getattr(args, "parameter", None) or [], notebook_parameters(paths),
+                                      schema)
     result = run_notebooks(notebooks_dir, profile=getattr(args, "profile", "quick"), only=only,
                            out=getattr(args, "out", None), parameters=parameters,
-                           kernel_name=getattr(args, "kernel", None))
+                           kernel_name=getattr(args, "kernel", None), schema=schema)
     if result.ok:
         return 0
     sys.stderr.write(format_failures(result) + "\n")

@@ -9,7 +9,13 @@
   slides``);
 * ``overview.slides.html``: one deck with the run summary, a table of the
   notebooks, each notebook's metrics and every extracted figure, the PNGs
-  embedded as base64 so the file is self-contained.
+  embedded as base64 so the file is self-contained, and every notebook's
+  verdict table (the claims it recorded, see `cifarkit.summary`).
+
+Only files inside the run directory are read: a figure or executed notebook
+named in ``summary.json`` that resolves (symlinks included) outside it is
+refused, as is a ``summary.json`` of the wrong shape, each with one line
+naming the file and the problem, before any deck is written.
 
 Slide rules (applied to an in-memory copy; the executed notebooks are never
 modified):
@@ -40,13 +46,14 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
+import glob
 import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .summary import SYNTHETIC_LABEL, data_source_label, joined, md_cell, metrics_markdown
+from .summary import (SYNTHETIC_LABEL, check_summary, claims_markdown, metrics_markdown,
+                      notebooks_table_markdown, read_summary, run_table_markdown, verdicts_markdown)
 
 __all__ = ["build_slides", "prepare_for_slides", "overview_notebook", "SHOW_INPUT_TAG"]
 
@@ -186,12 +193,23 @@ def _md(source: str, slide_type: str) -> Any:
     return cell
 
 
+def _inside(run_dir: Path, name: str, what: str) -> Path:
+    """``run_dir / name``, refused (ValueError) when it resolves outside the run directory."""
+    root = run_dir.resolve()
+    target = (run_dir / name).resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"{run_dir / 'summary.json'}: {what} {name!r} is outside the run directory "
+                         f"{str(run_dir)!r}; refusing to read it")
+    return target
+
+
 def _figure_paths(run_dir: Path, nb_entry: Mapping[str, Any]) -> list[Path]:
     listed = nb_entry.get("figures")
     if listed is not None:
-        return [run_dir / f for f in listed]
+        return [_inside(run_dir, f, f"figure of {nb_entry['name']}") for f in listed]
     stem = Path(nb_entry["name"]).stem
-    found = (run_dir / "figures").glob(f"{stem}-*.png")
+    found = [_inside(run_dir, p.relative_to(run_dir).as_posix(), f"figure of {nb_entry['name']}")
+             for p in (run_dir / "figures").glob(f"{glob.escape(stem)}-*.png")]
 
     def index(path: Path) -> int:
         tail = path.stem.rsplit("-", 1)[-1]
@@ -204,48 +222,38 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
     """Build the overview deck's notebook from ``summary.json`` and the figures.
 
     Slides: the run (profile, device, precision, data source with synthetic
-    data marked, timing, status), a table of notebooks, then one slide per
-    notebook with its metrics and one sub-slide per figure. Figures are
-    embedded as base64 PNG outputs.
+    data marked, timing, status), a table of notebooks with the verdict
+    counts, then one slide per notebook with its verdict table and metrics,
+    and one sub-slide per figure. Figures are embedded as base64 PNG outputs.
+    The tables are the ones of ``summary.md`` (`cifarkit.summary`).
     """
     import nbformat
 
     run_dir = Path(run_dir)
     if summary is None:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    nbs = summary.get("notebooks", [])
-    n_ok = sum(1 for nb in nbs if nb.get("status") == "ok")
+        summary = read_summary(run_dir / "summary.json")
+    else:
+        summary = check_summary(summary, str(run_dir / "summary.json"))
+    nbs = summary["notebooks"]
+    figures = [_figure_paths(run_dir, nb) for nb in nbs]  # every path checked before any is read
 
     cells = []
-    intro = [f"# cifarkit run\n\n`{summary.get('run_name', run_dir.name)}`", ""]
+    intro = [f"# cifarkit run\n\n`{summary.get('run_name') or run_dir.name}`", ""]
     if summary.get("synthetic_data"):
         intro += [f"**⚠ {SYNTHETIC_LABEL}**: results below are not CIFAR-10 numbers.", ""]
-    intro += [
-        "| | |", "|---|---|",
-        f"| Status | {n_ok}/{len(nbs)} notebooks ok |",
-        f"| Profile | `{summary.get('profile', '?')}` |",
-        f"| Device | {md_cell(joined(summary.get('device')))} |",
-        f"| Precision | {md_cell(joined(summary.get('precision')))} |",
-        f"| Data source | {md_cell(joined(summary.get('data_source'), data_source_label))} |",
-        f"| Started | {summary.get('started_at', '?')} |",
-        f"| Total duration | {float(summary.get('duration_s', 0.0)):.1f} s |",
-    ]
+    intro += run_table_markdown(summary)
     cells.append(_md("\n".join(intro), "slide"))
 
-    table = ["## Notebooks", "", "| Notebook | Status | Seconds | Data |", "|---|---|---:|---|"]
-    for nb in nbs:
-        m = nb.get("metrics") or {}
-        status = "ok" if nb.get("status") == "ok" else "**FAILED**"
-        data = data_source_label(m.get("data_source")) if m else "-"
-        table.append(f"| {md_cell(nb['name'])} | {status} | "
-                     f"{float(nb.get('duration_s', 0.0)):.1f} | {md_cell(data)} |")
+    table = ["## Notebooks", ""] + notebooks_table_markdown(nbs, compact=True)
+    table += verdicts_markdown(summary, heading="### Verdicts")
     cells.append(_md("\n".join(table), "slide"))
 
-    for nb in nbs:
+    for nb, nb_figures in zip(nbs, figures):
         stem = Path(nb["name"]).stem
         lines = [f"## {stem}", ""]
-        if nb.get("status") != "ok":
+        if nb["status"] != "ok":
             lines += [f"**FAILED**: `{nb.get('error')}`", ""]
+        lines += claims_markdown(nb.get("claims") or [])
         m = nb.get("metrics")
         if m:
             lines += metrics_markdown(m, max_rows=_MAX_METRIC_ROWS, max_items=5,
@@ -253,8 +261,7 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
         else:
             lines.append("_No metrics written._")
         cells.append(_md("\n".join(lines), "slide"))
-        figures = _figure_paths(run_dir, nb)
-        for k, fig in enumerate(figures, start=1):
+        for k, fig in enumerate(nb_figures, start=1):
             if not fig.is_file():
                 cells.append(_md(f"### {stem}: figure {k}\n\n_missing file `{fig.name}`_", "subslide"))
                 continue
@@ -269,7 +276,7 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
     overview.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
     overview.metadata["language_info"] = {"name": "python"}
-    overview.metadata["title"] = f"cifarkit run {summary.get('run_name', run_dir.name)}"
+    overview.metadata["title"] = f"cifarkit run {summary.get('run_name') or run_dir.name}"
     return overview
 
 
@@ -278,10 +285,23 @@ def _executed_notebooks(run_dir: Path, summary: Mapping[str, Any] | None) -> lis
         paths = []
         for nb in summary["notebooks"]:
             executed = nb.get("executed")
-            if executed and (run_dir / executed).is_file():
-                paths.append(run_dir / executed)
+            if executed:
+                path = _inside(run_dir, executed, f"executed notebook of {nb['name']}")
+                if path.is_file():
+                    paths.append(path)
         return paths
-    return sorted(p for p in run_dir.glob("*.ipynb") if not p.name.startswith("."))
+    return sorted(_inside(run_dir, p.name, "executed notebook") for p in run_dir.glob("*.ipynb")
+                  if not p.name.startswith("."))
+
+
+def _read_notebook(path: Path) -> Any:
+    import nbformat
+
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds; all mean "unreadable"
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(f"{path}: not a readable notebook ({reason})") from None
 
 
 def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slides", *,
@@ -298,36 +318,35 @@ def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slide
     nbconvert's CDN URL), e.g. ``"reveal.js"`` for a local copy next to the
     decks.
     """
-    import nbformat
-
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run directory {str(run_dir)!r} is a file, not a directory")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {str(run_dir)!r}")
     summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    if not summary_path.exists():
         raise FileNotFoundError(
             f"{str(run_dir)!r} has no summary.json; is it a run directory made by "
             "`python -m cifarkit run`?"
         )
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    notebooks = _executed_notebooks(run_dir, summary)
+    summary = read_summary(summary_path)
+    notebooks = [(path, _read_notebook(path)) for path in _executed_notebooks(run_dir, summary)]
+    overview = overview_notebook(run_dir, summary)  # checks every figure path before writing
 
     dest = Path(out_dir) / run_dir.resolve().name
+    if dest.exists() and not dest.is_dir():
+        raise NotADirectoryError(f"slides folder {str(dest)!r} exists and is not a directory")
     dest.mkdir(parents=True, exist_ok=True)
     exporter = _exporter(reveal_url_prefix)
-    written: list[Path] = []
-    for path in notebooks:
-        nb = nbformat.read(str(path), as_version=4)
+    decks: list[tuple[Path, str]] = []
+    for path, nb in notebooks:
         nb.metadata["cifarkit_title"] = path.stem
         nb.metadata["title"] = path.stem
         body, _ = exporter.from_notebook_node(prepare_for_slides(nb))
         stem = path.stem if path.stem != "overview" else "overview-notebook"
-        target = dest / f"{stem}.slides.html"
+        decks.append((dest / f"{stem}.slides.html", body))
+    body, _ = exporter.from_notebook_node(overview)
+    decks.append((dest / "overview.slides.html", body))
+    for target, body in decks:
         target.write_text(body, encoding="utf-8")
-        written.append(target)
-
-    body, _ = exporter.from_notebook_node(overview_notebook(run_dir, summary))
-    target = dest / "overview.slides.html"
-    target.write_text(body, encoding="utf-8")
-    written.append(target)
-    return written
+    return [target for target, _ in decks]

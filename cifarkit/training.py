@@ -27,8 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import devices
-from .callbacks import Callback
+from .callbacks import Callback, read_checkpoint
 from .plotting import in_live_kernel
+from .validation import (WrongTypeError, int_in, integer, non_negative_int, output_file, positive_int,
+                         positive_number)
 
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
@@ -40,8 +42,7 @@ class NonFiniteLossError(FloatingPointError):
 def seed_everything(seed: int, deterministic: bool = False) -> int:
     """Seed Python, NumPy and torch (CPU and every GPU). With `deterministic=True`, also ask torch
     for deterministic kernels (slower on GPUs; warns instead of failing for ops that have none)."""
-    if not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = integer("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -64,23 +65,27 @@ class History:
         self.meta: dict = dict(meta or {})
 
     def append(self, record: dict) -> None:
+        """Add one epoch's record."""
         self.records.append(record)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, key: str) -> list:
+        """The column `key`: one value per epoch (None where an epoch lacks it)."""
         if not any(key in r for r in self.records):
             raise KeyError(f"no metric {key!r}; have {self.columns}")
         return [r.get(key) for r in self.records]
 
     @property
     def columns(self) -> list[str]:
+        """The metric names, the standard ones (`METRICS`) first."""
         cols = [m for m in METRICS if any(m in r for r in self.records)]
         cols += sorted({k for r in self.records for k in r} - set(cols))
         return cols
 
     def last(self) -> dict:
+        """A copy of the last epoch's record."""
         if not self.records:
             raise ValueError("history is empty")
         return dict(self.records[-1])
@@ -105,17 +110,32 @@ class History:
         return {"meta": self.meta, **{c: self[c] for c in self.columns}}
 
     def to_json(self, path) -> Path:
-        path = Path(path)
+        """Write records and meta to `path` as JSON; returns the path."""
+        path = output_file("path", path)
         path.write_text(json.dumps({"meta": self.meta, "records": self.records}, indent=1))
         return path
 
     @classmethod
     def from_json(cls, path) -> "History":
-        data = json.loads(Path(path).read_text())
+        """Read a file written by `to_json`; a missing, unreadable or foreign file raises one line
+        naming it (`FileNotFoundError` / `ValueError`)."""
+        path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, not a History file")
+        if not path.is_file():
+            raise FileNotFoundError(f"no History file at {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"could not read {path} as a History JSON file ({type(e).__name__})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list) \
+                or not all(isinstance(r, dict) for r in data["records"]):
+            raise ValueError(f"{path} is not a History JSON file: it has no list of 'records'")
         return cls(data["records"], data.get("meta"))
 
     def to_csv(self, path) -> Path:
-        path = Path(path)
+        """Write the records to `path` as CSV, one row per epoch; returns the path."""
+        path = output_file("path", path)
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
@@ -147,7 +167,10 @@ def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False, shift: int
     `flip`: average each view with its mirror image. `shift` > 0: also look at the images moved
     by `shift` pixels up-left and down-right (border reflected); those two views together get
     half the weight and the unshifted view the other half. No flags: just ``model(x)``.
+    `shift` must be smaller than the image side (the border is mirrored).
     """
+    shift = int_in("shift", shift, 0, min(x.shape[-2:]) - 1)
+
     def view_logits(v):
         return (model(v) + model(v.flip(3))) / 2 if flip else model(v)
 
@@ -163,13 +186,17 @@ def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False, shift: int
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str | None = "auto",
-             tta_flip: bool = False, tta_shift: int = 0) -> dict:
+             tta_flip: bool = False, tta_shift: int = 0, per_image: bool = False) -> dict:
     """Average loss and accuracy of `model` over `loader`, in eval mode, without gradients.
 
     Test-time augmentation (see `tta_logits`): `tta_flip=True` averages the logits of each image
     and its mirror image; `tta_shift=k` adds views moved by k pixels.
-    Returns {"loss": float, "acc": float, "n": int}. The model's train/eval mode is restored.
+    Returns {"loss": float, "acc": float, "n": int}; with `per_image=True` also "correct", a bool
+    tensor (on the CPU) saying which images were classified right, in loader order, for paired
+    comparisons of two models on the same images (`cifarkit.claims.Estimate.paired`).
+    The model's train/eval mode is restored.
     """
+    tta_shift = non_negative_int("tta_shift", tta_shift)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     device = devices.resolve_device(device) if device is not None else _model_device(model)
     precision = devices.resolve_precision(precision, device)
@@ -177,6 +204,7 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
+    hits = []
     n = 0
     try:
         for batch in loader:
@@ -185,13 +213,19 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
                 out = tta_logits(model, x, tta_flip, tta_shift)
                 loss = loss_fn(out.float(), y)
             loss_sum += loss.detach().float() * len(y)
-            correct += (out.argmax(1) == y).sum()
+            right = out.argmax(1) == y
+            correct += right.sum()
+            if per_image:
+                hits.append(right)
             n += len(y)
     finally:
         model.train(was_training)
     if n == 0:
         raise ValueError("evaluate() got an empty loader")
-    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
+    result = {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
+    if per_image:
+        result["correct"] = torch.cat(hits).cpu()
+    return result
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -208,10 +242,12 @@ class Tester:
 
     def __init__(self, loader, loss_fn=None, precision: str | None = "auto", tta_flip: bool = False,
                  tta_shift: int = 0):
+        tta_shift = non_negative_int("tta_shift", tta_shift)
         self.loader, self.loss_fn, self.precision = loader, loss_fn, precision
         self.tta_flip, self.tta_shift = tta_flip, tta_shift
 
     def test(self, model: nn.Module) -> dict:
+        """`evaluate(model, loader)` with this tester's settings."""
         return evaluate(model, self.loader, self.loss_fn, precision=self.precision,
                         tta_flip=self.tta_flip, tta_shift=self.tta_shift)
 
@@ -222,8 +258,10 @@ STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler
 class Trainer:
     """Fit a model for `max_epochs` epochs.
 
+    Numeric arguments are checked here, with the accepted range in the message.
+
     Args:
-        max_epochs: number of epochs.
+        max_epochs: number of epochs (an int >= 0).
         device: "auto" (GPU when there is one), "cpu", "cuda", ...
         precision: "auto" (bfloat16 autocast on CPUs with native bf16 and recent GPUs, fp16 mixed
             precision on older GPUs), "32", "bf16-mixed" or "16-mixed". The choice is printed.
@@ -235,18 +273,23 @@ class Trainer:
         progress: show a tqdm progress bar: True, False, or "auto" (in a live notebook or a terminal,
             not in headless runs such as papermill; the one-line log per epoch is printed either way).
         log: print one plain line per epoch (readable in papermill output).
-        sync_every: batches between the loop's host syncs (loss check and progress postfix).
+        sync_every: batches between the loop's host syncs (loss check and progress postfix), >= 1.
         scheduler_interval: "epoch", "step", or "auto" (per step for OneCycleLR/CyclicLR).
-        grad_clip: clip the global gradient norm to this value.
-        limit_train_batches: stop each epoch after this many batches (quick experiments).
+        grad_clip: clip the global gradient norm to this positive value (None: no clipping).
+        limit_train_batches: stop each epoch after this many batches, >= 1 (quick experiments;
+            None: whole epochs).
     """
 
     def __init__(self, max_epochs: int, device="auto", precision="auto", channels_last: bool | None = None,
                  callbacks=None, progress="auto", log: bool = True, sync_every: int = 50,
                  scheduler_interval: str = "auto", grad_clip: float | None = None,
                  limit_train_batches: int | None = None):
-        if not isinstance(max_epochs, int) or max_epochs < 0:
-            raise ValueError(f"max_epochs must be a non-negative int, got {max_epochs!r}")
+        max_epochs = non_negative_int("max_epochs", max_epochs)
+        sync_every = positive_int("sync_every", sync_every)
+        grad_clip = positive_number("grad_clip", grad_clip, optional=True)
+        limit_train_batches = positive_int("limit_train_batches", limit_train_batches, optional=True)
+        if progress not in (True, False, "auto"):
+            raise ValueError(f"progress must be True, False or 'auto', got {progress!r}")
         if scheduler_interval not in ("auto", "epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'auto', 'epoch' or 'step', got {scheduler_interval!r}")
         self.max_epochs = max_epochs
@@ -255,7 +298,7 @@ class Trainer:
         self.channels_last = (self.precision != "32") if channels_last is None else channels_last
         self.callbacks = sorted(callbacks or [], key=lambda c: getattr(c, "order", 0))
         self.progress, self.log = progress, log
-        self.sync_every = max(1, int(sync_every))
+        self.sync_every = sync_every
         self.scheduler_interval = scheduler_interval
         self.grad_clip, self.limit_train_batches = grad_clip, limit_train_batches
         self.history = History()
@@ -268,16 +311,27 @@ class Trainer:
 
     # --- public API -----------------------------------------------------------------------------
     def fit(self, model: nn.Module, train_loader, val_loader=None, optimizer=None, loss_fn=None,
-            scheduler=None, resume_from=None) -> History:
+            scheduler=None, resume_from=None, trust_checkpoint: bool = False) -> History:
         """Train `model` and return its `History`.
 
         The default optimizer is Adam (lr 1e-3) over the parameters with `requires_grad`, so frozen
         layers are left out. `resume_from` takes a checkpoint written by `Checkpoint`: training goes
         on from the epoch after it, with the model, optimizer, scheduler, history, loader and random
         states restored, so the result equals an uninterrupted run.
+
+        The checkpoint is loaded safely (``torch.load(weights_only=True)``): a file that would run
+        code when unpickled is refused, as is one that does not fit this run (another model, another
+        optimizer class or parameter groups, another scheduler), each with a one-line `ValueError`
+        naming the file, before anything is loaded or trained. `trust_checkpoint=True` is the opt-in
+        to unpickle `resume_from` fully, for a file you made yourself that the safe path refuses
+        (it runs whatever code the file contains).
         An interruption (Ctrl-C / the notebook's stop button) ends training cleanly after the batch
         in flight and returns the history so far.
         """
+        if resume_from is not None and not isinstance(resume_from, (str, os.PathLike)):
+            raise WrongTypeError(f"resume_from must be a checkpoint path or None, got {type(resume_from).__name__}")
+        if not isinstance(trust_checkpoint, bool):  # a truthy string must not turn unsafe loading on
+            raise WrongTypeError(f"trust_checkpoint must be True or False, got {trust_checkpoint!r}")
         if len(train_loader) == 0:
             raise ValueError("train_loader yields no batches")
         self.model = model.to(self.device)
@@ -298,7 +352,7 @@ class Trainer:
                                      "data": getattr(train_loader, "tag", None)})
         self.epoch, self.interrupted, self.should_stop = 0, False, False
         if resume_from is not None:
-            self._restore(resume_from)
+            self._restore(resume_from, trust_checkpoint)
         self._announce()
         for cb in self.callbacks:
             _call(cb, "on_fit_start", self, model)
@@ -329,15 +383,18 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         """Everything needed to continue this run exactly: see `Checkpoint`."""
         state = {
+            "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler_class": type(self.scheduler).__name__ if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "history": {"records": self.history.records, "meta": self.history.meta},
             "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(self.callbacks)
                           if hasattr(cb, "state_dict")},
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+            "rng": {"python": random.getstate(), "numpy": _numpy_rng_state(),
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         }
@@ -354,11 +411,13 @@ class Trainer:
             raise ValueError("the optimizer holds none of this model's parameters: it was built for "
                              "another model, so training would change nothing")
 
-    def _restore(self, path):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def _restore(self, path, trust: bool = False):
+        state = read_checkpoint(path, map_location=self.device, trust=trust)
+        _check_fits_model(path, state["model"], self.model.state_dict())
+        _check_fits_optimizer(path, state, self.optimizer)
+        saved_scheduler, scheduler = state.get("scheduler_class"), type(self.scheduler).__name__
+        if saved_scheduler and self.scheduler is not None and saved_scheduler != scheduler:
+            raise ValueError(f"{path} was saved with scheduler {saved_scheduler}, this run uses {scheduler}")
         if any(k.endswith("_mask") for k in state["model"]):  # saved while pruned: rebuild the masks
             from .pruning import load_pruned_state_dict
             load_pruned_state_dict(self.model, state["model"])
@@ -383,7 +442,7 @@ class Trainer:
                           "(resuming without them)", stacklevel=3)
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        _set_numpy_rng_state(rng["numpy"])
         torch.set_rng_state(rng["torch"].cpu())
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
@@ -500,6 +559,74 @@ class Trainer:
         extra = [k for k in r if k not in METRICS]
         parts += [f"{k} {r[k]:.4g}" if isinstance(r[k], float) else f"{k} {r[k]}" for k in extra]
         return "  ".join(parts)
+
+
+CHECKPOINT_FORMAT = "cifarkit-checkpoint-2"  # 2: NumPy's random state as plain values, class names
+
+
+def _numpy_rng_state() -> dict:
+    """NumPy's global random state as a tensor and plain numbers, loadable without unpickling NumPy."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state) -> None:
+    """Restore `_numpy_rng_state`, or the tuple of `np.random.get_state` in older checkpoints."""
+    if isinstance(state, dict):
+        keys = np.asarray(state["keys"].cpu().numpy(), dtype=np.uint32)
+        state = (state["kind"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+    np.random.set_state(state)
+
+
+def _plain_shapes(state_dict: dict) -> dict:
+    """name -> shape, a pruned pair ``x_orig`` / ``x_mask`` counted as the plain tensor ``x``."""
+    shapes = {}
+    for key, value in state_dict.items():
+        base = key[:-5]
+        if key.endswith("_mask") and base + "_orig" in state_dict:
+            continue
+        if key.endswith("_orig") and base + "_mask" in state_dict:
+            key = base
+        shapes[key] = tuple(value.shape)
+    return shapes
+
+
+def _few(keys) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def _check_fits_model(path, saved: dict, own: dict) -> None:
+    """Refuse, naming `path`, a saved model state whose names or shapes differ from the model's."""
+    saved, own = _plain_shapes(saved), _plain_shapes(own)
+    missing, unexpected = set(own) - set(saved), set(saved) - set(own)
+    if missing or unexpected:
+        raise ValueError(f"{path} was saved from another model: "
+                         + "; ".join(f"{what} {_few(keys)}" for what, keys in
+                                     (("it lacks", missing), ("it has extra", unexpected)) if keys))
+    bad = [k for k in own if own[k] != saved[k]]
+    if bad:
+        raise ValueError(f"{path} was saved from another model: {bad[0]} has shape {saved[bad[0]]} there, "
+                         f"{own[bad[0]]} here ({len(bad)} tensor(s) differ)")
+
+
+def _check_fits_optimizer(path, state: dict, optimizer) -> None:
+    """Refuse, naming `path`, a saved optimizer state of another class or with other parameter groups."""
+    saved_groups, groups = state["optimizer"]["param_groups"], optimizer.param_groups
+    ours, theirs = type(optimizer).__name__, state.get("optimizer_class")
+    if theirs is not None and theirs != ours:
+        raise ValueError(f"{path} was saved with optimizer {theirs}, this run uses {ours}")
+    if theirs is None and saved_groups:  # older checkpoints: compare the names of the settings
+        mine, saved = set(groups[0]) - {"params"}, set(saved_groups[0]) - {"params"}
+        if mine - saved and saved - mine:  # one-sided differences come from torch versions
+            raise ValueError(f"{path} was saved with another optimizer than this run's {ours} (its settings: "
+                             f"{_few(saved)}; this one's: {_few(mine)})")
+    sizes = [len(g["params"]) for g in groups]
+    saved_sizes = [len(g.get("params", ())) for g in saved_groups]
+    if sizes != saved_sizes:
+        raise ValueError(f"{path} holds {len(saved_sizes)} optimizer parameter group(s) of sizes {saved_sizes}, "
+                         f"this run's optimizer has {len(sizes)} of sizes {sizes}")
 
 
 def _callback_keys(callbacks) -> list:

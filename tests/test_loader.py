@@ -28,18 +28,19 @@ def test_unshuffled_batches_normalise_exactly():
 
 def test_shuffle_is_reproducible_and_covers_everything():
     x, y = random_images(100)
-    order = lambda seed: torch.cat([b[1] for b in TensorLoader(x, torch.arange(100), 32, shuffle=True, seed=seed)])
+    order = lambda seed: torch.cat([b[1] for b in TensorLoader(x, torch.arange(100), 32, shuffle=True, seed=seed,
+                                                                      num_classes=None)])
     assert torch.equal(order(1), order(1))
     assert not torch.equal(order(1), order(2))
     assert sorted(order(1).tolist()) == list(range(100))
-    loader = TensorLoader(x, torch.arange(100), 32, shuffle=True, seed=1)
+    loader = TensorLoader(x, torch.arange(100), 32, shuffle=True, seed=1, num_classes=None)
     first, second = [torch.cat([b[1] for b in loader]) for _ in range(2)]
     assert not torch.equal(first, second), "each epoch draws a new permutation"
 
 
 def test_state_dict_replays_the_same_epoch():
     x, _ = random_images(64)
-    loader = TensorLoader(x, torch.arange(64), 16, shuffle=True, augment=True, seed=3)
+    loader = TensorLoader(x, torch.arange(64), 16, shuffle=True, augment=True, seed=3, num_classes=None)
     list(loader)
     state = loader.state_dict()
     a = [b[0] for b in loader]

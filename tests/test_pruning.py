@@ -403,3 +403,29 @@ def test_sparsity_tracker_with_the_real_trainer_and_resume(tmp_path):
     assert [r["sparsity"] for r in trainer.history.records] == [expected] * 2
     net, tracker, trainer = run(3, resume_from=tmp_path / "ck.pt")
     assert tracker.history == [expected] * 4 and tracker.epochs == [0, 1, 2, 3]
+
+
+def test_unseen_weights_counts_taps_that_only_read_padding():
+    import torch.nn as nn
+
+    from cifarkit.pruning import unseen_weights
+    # a 3x3 conv (padding 1) on a 1x1 input: only the centre tap reads the pixel
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4, 2))
+    r = unseen_weights(model, image_size=1)
+    assert r["per_layer"]["0"] == (3 * 4 * 8, 3 * 4 * 9)
+    assert r["per_layer"]["2"] == (0, 8)
+    # on a 2x2 input every tap of a stride-1 conv reads some pixel
+    model2 = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert unseen_weights(model2, image_size=2)["unseen"] == 0
+    # a stride-2 conv on 2x2 -> 1x1 output: rows -1, 0, 1 -> taps 1, 2 live -> 4 of 9 live
+    model3 = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.Flatten())
+    assert unseen_weights(model3, image_size=2, channels=1)["per_layer"]["0"] == (5, 9)
+
+
+def test_resnet18_imagenet_stem_wastes_most_of_layer4_on_cifar():
+    import cifarkit as ck
+    imagenet = ck.unseen_weights(ck.ResNetForCifar(stem="imagenet"))
+    cifar = ck.unseen_weights(ck.ResNetForCifar(stem="cifar"))
+    assert 0.6 < imagenet["fraction"] < 0.64          # about 62% of conv + linear weights
+    assert imagenet["per_layer"]["body.layer4.1.conv2"][0] == 512 * 512 * 8
+    assert cifar["unseen"] == 0

@@ -29,6 +29,8 @@ def copy_dir():
 def test_both_splits_load_through_the_unverified_path(copy_dir, tmp_path):
     root = tmp_path / "root"
     data.prepare_cifar10(copy_dir, root, verify=False)  # reads the release files without md5 checks
+    # the restricted unpickler reads the real files, and the staged writes leave only the two caches
+    assert sorted(p.name for p in root.iterdir()) == ["cifar10-test-unverified.pt", "cifar10-train-unverified.pt"]
     x_train, y_train = data.load_cifar10(root, train=True, verify=False)
     x_test, y_test = data.load_cifar10(root, train=False, verify=False)
     assert x_train.shape == (50_000, 3, 32, 32) and x_test.shape == (10_000, 3, 32, 32)
@@ -38,5 +40,6 @@ def test_both_splits_load_through_the_unverified_path(copy_dir, tmp_path):
 
 
 def test_the_copy_fails_md5_verification_with_a_helpful_error(copy_dir, tmp_path):
-    with pytest.raises(data.CorruptDataError, match="verify=False"):
+    with pytest.raises(data.CorruptDataError, match="verify=False") as err:
         data.load_cifar10(copy_dir, train=False, verify=True)
+    assert "test_batch" in str(err.value) and len(str(err.value).splitlines()) == 1  # names the files

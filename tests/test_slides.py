@@ -13,6 +13,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from cifarkit.runner import run_notebooks
 from cifarkit.slides import build_slides, overview_notebook, prepare_for_slides
 
+from test_runner import FIXTURE_SCHEMA
+
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 IMG_DATA = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -21,7 +23,7 @@ IMG_DATA = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 def built(tmp_path_factory):
     """One run of the three fixtures, then its decks."""
     tmp = tmp_path_factory.mktemp("slides")
-    result = run_notebooks(FIXTURES, out=tmp / "runs" / "fixture-run", progress=False)
+    result = run_notebooks(FIXTURES, out=tmp / "runs" / "fixture-run", progress=False, schema=FIXTURE_SCHEMA)
     paths = build_slides(result.run_dir, out_dir=tmp / "slides")
     return {"result": result, "paths": paths, "dest": tmp / "slides" / "fixture-run"}
 
@@ -157,3 +159,70 @@ def test_build_slides_errors(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     with pytest.raises(FileNotFoundError, match="summary.json"):
         build_slides(tmp_path / "not-a-run", out_dir=tmp_path / "out")
+
+
+# ---------------------------------------------------------------- only files of the run (issue 13.5)
+
+def _copy_run(built, tmp_path):
+    """A copy of the fixture run that a test may tamper with."""
+    import shutil
+
+    run = tmp_path / "run-copy"
+    shutil.copytree(built["result"].run_dir, run, symlinks=True)
+    return run
+
+
+def _edit_summary(run, change):
+    path = run / "summary.json"
+    summary = json.loads(path.read_text())
+    change(summary)
+    path.write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink", "executed"])
+def test_files_outside_the_run_are_never_embedded(built, tmp_path, how):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    run = _copy_run(built, tmp_path)
+    if how == "dotdot":
+        _edit_summary(run, lambda s: s["notebooks"][0].__setitem__("figures", ["../secret.txt"]))
+    elif how == "absolute":
+        _edit_summary(run, lambda s: s["notebooks"][0].__setitem__("figures", [str(secret)]))
+    elif how == "symlink":
+        (run / "figures" / "01_passing-1.png").unlink()
+        (run / "figures" / "01_passing-1.png").symlink_to(secret)
+    else:
+        _edit_summary(run, lambda s: s["notebooks"][0].__setitem__("executed", "../secret.txt"))
+    out = tmp_path / "slides"
+    with pytest.raises(ValueError) as info:
+        build_slides(run, out_dir=out)
+    message = str(info.value)
+    assert "outside the run directory" in message and "summary.json" in message and "\n" not in message
+    assert not out.exists(), "nothing may be written"
+
+
+def test_overview_shows_every_notebooks_verdict_table(built, tmp_path):
+    run = _copy_run(built, tmp_path)
+    claims = [
+        {"name": "logits", "statement": "Logits train faster than softmax outputs", "verdict": "holds",
+         "case": "SYNTHETIC data, quick profile", "evidence": "45.1% [41.9, 48.3] vs 20.2%", "reason": None},
+        {"name": "gap", "statement": "The gap is larger on CIFAR-10", "verdict": "not testable here",
+         "case": "SYNTHETIC data", "evidence": "", "reason": "needs real CIFAR-10"},
+    ]
+    _edit_summary(run, lambda s: s["notebooks"][2].__setitem__("claims", claims))
+    nb = overview_notebook(run)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "| Claim | Verdict | Evidence | Case |" in text
+    assert ("| Logits train faster than softmax outputs | **holds** | 45.1% [41.9, 48.3] vs 20.2% | "
+            "SYNTHETIC data, quick profile |") in text
+    assert "| The gap is larger on CIFAR-10 | **not testable here**: needs real CIFAR-10 | - |" in text
+    assert "| 03_params.ipynb | 1 | 0 | 0 | 1 |" in text  # the counts on the notebooks slide
+    assert "| holds | does not hold | inconclusive | not testable here |" in text
+
+
+def test_overview_header_is_the_summary_table(built):
+    from cifarkit.summary import read_summary, run_table_markdown
+
+    summary = read_summary(built["result"].summary_json)
+    nb = overview_notebook(built["result"].run_dir)
+    assert "\n".join(run_table_markdown(summary)).strip() in nb.cells[0].source

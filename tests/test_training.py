@@ -382,3 +382,91 @@ def test_lookahead_covers_batchnorm_statistics_but_not_the_step_counter():
     moved = model[1].running_mean.clone()
     look.on_train_batch_end(None, model)
     torch.testing.assert_close(model[1].running_mean, moved / 2)
+
+
+def _temp(folder, name):
+    path = folder / name
+    path.write_bytes(b"partial checkpoint")
+    return path
+
+
+def test_atomic_save_removes_the_orphans_of_killed_saves_and_nothing_else(tmp_path):
+    import time
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid no longer exists: a save it left behind is an orphan
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = _temp(tmp_path, f".ck.pt.{finished.pid}-abc123.tmp")
+        live = _temp(tmp_path, f".ck.pt.{running.pid}-def456.tmp")  # a save still in progress elsewhere
+        old = _temp(tmp_path, ".ck.pt.k3j4h5g6.tmp")  # the earlier naming, without a pid
+        os.utime(old, (time.time() - 7200,) * 2)
+        recent_old_style = _temp(tmp_path, ".ck.pt.a1b2c3d4.tmp")
+        other_target = _temp(tmp_path, f".ck.pt.x.pt.{finished.pid}-abc123.tmp")
+        atomic_save({"a": 1}, tmp_path / "ck.pt")
+        left = {p.name for p in tmp_path.iterdir()}
+        assert not dead.exists() and not old.exists()
+        assert {live.name, recent_old_style.name, other_target.name, "ck.pt"} == left
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_atomic_save_writes_through_a_unique_temp_file_named_after_the_process(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (seen.append(os.path.basename(src)), real_replace(src, dst)))
+    atomic_save({"a": 1}, tmp_path / "ck.pt")
+    atomic_save({"a": 2}, tmp_path / "ck.pt")
+    assert len(set(seen)) == 2 and all(name.startswith(f".ck.pt.{os.getpid()}-") for name in seen)
+    assert torch.load(tmp_path / "ck.pt") == {"a": 2}
+
+
+def _legacy(checkpoint: dict) -> dict:
+    """The layout of checkpoints written before format 2: NumPy's state as get_state()'s tuple."""
+    import numpy as np
+    old = {k: v for k, v in checkpoint.items() if k not in ("format", "optimizer_class", "scheduler_class")}
+    state = checkpoint["rng"]["numpy"]
+    old["rng"] = {**checkpoint["rng"], "numpy": (state["kind"], state["keys"].numpy().astype(np.uint32),
+                                                 state["pos"], state["has_gauss"], state["cached_gaussian"])}
+    return old
+
+
+def test_resume_loads_safely_both_layouts_and_restores_every_random_state(tmp_path):
+    import random as pyrandom
+
+    import numpy as np
+    from cifarkit.callbacks import Checkpoint
+    train, val = loaders(n=64)
+    path = tmp_path / "ck.pt"
+    Trainer(2, precision="32", progress=False, log=False, callbacks=[Checkpoint(path)]).fit(tiny_cnn(), train, val)
+    after_save = (np.random.rand(), pyrandom.random(), torch.rand(1))
+    saved = torch.load(path, weights_only=False)
+    assert saved["optimizer_class"] == "Adam" and isinstance(saved["rng"]["numpy"]["keys"], torch.Tensor)
+    torch.save(_legacy(saved), tmp_path / "legacy.pt")
+    for name in ("ck.pt", "legacy.pt"):
+        np.random.seed(123), pyrandom.seed(123), torch.manual_seed(123)
+        trainer = Trainer(2, precision="32", progress=False, log=False)
+        trainer.fit(tiny_cnn(), train, val, resume_from=tmp_path / name)  # nothing left to train
+        assert trainer.epoch == 2 and len(trainer.history) == 2
+        assert (np.random.rand(), pyrandom.random(), torch.rand(1)) == after_save, name
+
+
+def test_a_checkpoint_the_safe_path_refuses_needs_the_explicit_opt_in(tmp_path):
+    from fractions import Fraction
+
+    from cifarkit.callbacks import Checkpoint
+
+    class Noted(Counter):
+        def state_dict(self):  # a class the safe loader does not know
+            return {"epochs": self.epochs, "share": Fraction(1, 3)}
+    train, _ = loaders(n=64)
+    path = tmp_path / "ck.pt"
+    Trainer(1, precision="32", progress=False, log=False, callbacks=[Noted(), Checkpoint(path)]).fit(tiny_cnn(), train)
+    again = Noted()
+    with pytest.raises(ValueError, match="trust_checkpoint=True"):
+        Trainer(2, precision="32", progress=False, log=False, callbacks=[again]).fit(
+            tiny_cnn(), train, resume_from=path)
+    assert again.epochs == 0
+    Trainer(2, precision="32", progress=False, log=False, callbacks=[again]).fit(
+        tiny_cnn(), train, resume_from=path, trust_checkpoint=True)
+    assert again.epochs == 2

@@ -1,0 +1,357 @@
+"""Claims: a notebook's lesson stated as comparisons whose verdicts come from the run's own numbers.
+
+A notebook does not *say* that logits beat softmax outputs; it measures both, with their
+uncertainty, and lets a `Claims` table decide::
+
+    claims = ck.Claims(ck.run_case(cfg, data, weights=model.weights_source))
+    logits = ck.Estimate.accuracy([0.452, 0.447, 0.460], n=1000, label="logits")
+    softmax = ck.Estimate.accuracy([0.201, 0.215, 0.190], n=1000, label="softmax")
+    claims.greater("logits_beat_softmax", "The logits model ends with the higher test accuracy",
+                   logits, softmax, margin=0.05)
+    claims.show()            # the verdict table, with the case of this run
+    claims.check()           # the invariants cell: every claim must reach its expected verdict
+
+Uncertainty (`Estimate`):
+
+* a test accuracy is a binomial proportion over ``n`` test images: its standard error is
+  ``sqrt(p (1 - p) / n)``;
+* where several seeds were run, their spread adds ``sd / sqrt(seeds)`` (the seeds share the test
+  images, so the two parts are added in quadrature, not divided together);
+* a difference of two estimates adds their variances (treating them as independent, which is
+  conservative for runs scored on the same images).
+
+Intervals are 95% normal intervals (``Z`` standard errors either side).
+
+Verdicts (`VERDICTS`): ``holds`` (the whole interval is on the claimed side of the threshold),
+``does not hold`` (the whole interval is on the other side), ``inconclusive`` (the interval
+straddles the threshold) and ``not testable here`` (this run lacks what the claim needs, with the
+reason, e.g. "needs ImageNet weights (this run: random init)").
+
+A claim's ``expect`` is the verdict the notebook asserts in its invariants cell: ``"holds"`` by
+default, another verdict where the prose says the outcome differs in this run's case, or ``None``
+to report without asserting (say why in the prose).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+__all__ = ["Estimate", "Claim", "Claims", "RunCase", "run_case", "VERDICTS", "HOLDS", "FAILS",
+           "INCONCLUSIVE", "NOT_TESTABLE", "Z"]
+
+HOLDS = "holds"
+FAILS = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTABLE = "not testable here"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
+Z = 1.96  # standard errors either side of a 95% normal interval
+
+
+def _finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _is_nested(values) -> bool:
+    """True for a list of per-image result lists (one per seed), False for one such list."""
+    first = next(iter(values), None)
+    if hasattr(first, "ndim"):  # a tensor or an array: a row of a 2-D one is nested
+        return first.ndim > 0
+    return isinstance(first, (list, tuple))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured quantity: its value (the mean over seeds), standard error and per-seed values.
+
+    Build one with `Estimate.accuracy` (test accuracies, binomial + seed spread), `Estimate.mean`
+    (any per-seed measurement: spread over seeds only) or `Estimate.exact` (a count or a ratio
+    that has no sampling noise). ``percent`` formats the value as a percentage.
+    """
+
+    value: float
+    se: float
+    label: str = ""
+    per_seed: tuple = ()
+    n: int | None = None
+    percent: bool = False
+
+    @classmethod
+    def accuracy(cls, accs, n: int, label: str = "") -> "Estimate":
+        """Test accuracy (a fraction) of one run, or a sequence of them (one per seed), each
+        measured on the same `n` test images."""
+        values = [_finite("accuracy", a) for a in (accs if isinstance(accs, Iterable) else [accs])]
+        if not values or not all(0.0 <= v <= 1.0 for v in values):
+            raise ValueError(f"accuracies must be fractions in [0, 1], got {values!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n (test images) must be a positive int, got {n!r}")
+        p = statistics.fmean(values)
+        seed_var = statistics.variance(values) / len(values) if len(values) > 1 else 0.0
+        se = math.sqrt(max(p * (1 - p), 0.25 / n) / n + seed_var)  # never 0, even at p = 0 or 1
+        return cls(p, se, label, tuple(values), n, percent=True)
+
+    @classmethod
+    def paired(cls, correct_a, correct_b, label: str = "") -> "Estimate":
+        """The accuracy difference ``a - b`` of two models scored on the same test images.
+
+        `correct_a`, `correct_b`: bool tensors or sequences (which images each model got right,
+        e.g. ``evaluate(..., per_image=True)["correct"]``), or lists of them, one pair per seed.
+        The standard error comes from the per-image differences (``sd / sqrt(n)``, as in a paired
+        test), so two models that disagree on few images are told apart more sharply than two
+        independent accuracies would be; several seeds add their spread as in `accuracy`.
+        """
+        pairs = list(zip(correct_a, correct_b)) if _is_nested(correct_a) else [(correct_a, correct_b)]
+        diffs, variances = [], []
+        for a, b in pairs:
+            a, b = [float(v) for v in a], [float(v) for v in b]
+            if len(a) != len(b) or not a:
+                raise ValueError(f"paired() needs two equally long, non-empty lists of per-image "
+                                 f"results, got {len(a)} and {len(b)}")
+            d = [x - y for x, y in zip(a, b)]
+            diffs.append(statistics.fmean(d))
+            sd = statistics.pstdev(d) if len(d) > 1 else 0.0
+            variances.append(max(sd * sd, 0.25 / len(d)) / len(d))  # never 0: one flip is possible
+        seed_var = statistics.variance(diffs) / len(diffs) if len(diffs) > 1 else 0.0
+        se = math.sqrt(statistics.fmean(variances) + seed_var)
+        return cls(statistics.fmean(diffs), se, label, tuple(diffs), len(pairs[0][0]), percent=True)
+
+    @classmethod
+    def mean(cls, values, label: str = "", percent: bool = False) -> "Estimate":
+        """The mean of per-seed measurements with its standard error ``sd / sqrt(seeds)``
+        (0 for a single seed: then the claim rests on that one value)."""
+        values = [_finite("value", v) for v in (values if isinstance(values, Iterable) else [values])]
+        if not values:
+            raise ValueError("mean() needs at least one value")
+        se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+        return cls(statistics.fmean(values), se, label, tuple(values), percent=percent)
+
+    @classmethod
+    def exact(cls, value, label: str = "", percent: bool = False) -> "Estimate":
+        """A value without sampling noise (a parameter count, a measured sparsity)."""
+        return cls(_finite("value", value), 0.0, label, (float(value),), percent=percent)
+
+    @property
+    def lo(self) -> float:
+        """Lower end of the 95% interval."""
+        return self.value - Z * self.se
+
+    @property
+    def hi(self) -> float:
+        """Upper end of the 95% interval."""
+        return self.value + Z * self.se
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds (runs) the value averages."""
+        return len(self.per_seed)
+
+    def fmt(self, value: float) -> str:
+        """`value` in this estimate's unit."""
+        return f"{100 * value:.1f}%" if self.percent else f"{value:.4g}"
+
+    def __sub__(self, other: "Estimate") -> "Estimate":
+        per_seed = tuple(a - b for a, b in zip(self.per_seed, other.per_seed)) \
+            if self.seeds == other.seeds else ()
+        return Estimate(self.value - other.value, math.hypot(self.se, other.se),
+                        f"{self.label} - {other.label}", per_seed, percent=self.percent)
+
+    def __str__(self) -> str:
+        text = f"{self.label} {self.fmt(self.value)}" if self.label else self.fmt(self.value)
+        if self.se > 0:
+            text += f" [{self.fmt(self.lo)}, {self.fmt(self.hi)}]"
+        if self.seeds > 1:
+            text += f" ({self.seeds} seeds, sd {self.fmt(statistics.stdev(self.per_seed))})"
+        return text
+
+
+@dataclass(frozen=True)
+class RunCase:
+    """The conditions a verdict depends on: the data, the starting weights and the profile."""
+
+    data: str              # "synthetic" or the real source ("cifar10", "cifar10-unverified")
+    init: str = "random"   # "random" or "imagenet" (or "trained": a checkpoint of this course)
+    profile: str = "quick"
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the run trained on the synthetic stand-in."""
+        return self.data == "synthetic"
+
+    @property
+    def imagenet(self) -> bool:
+        """True when the run started from ImageNet weights."""
+        return self.init == "imagenet"
+
+    def __str__(self) -> str:
+        data = "SYNTHETIC data" if self.synthetic else "CIFAR-10" + (
+            " (partly JPEG-derived copy)" if self.data == "cifar10-unverified" else "")
+        init = {"random": "random init", "imagenet": "ImageNet weights",
+                "trained": "weights from a checkpoint"}.get(self.init, self.init)
+        return f"{data}, {init}, {self.profile} profile"
+
+
+def run_case(cfg, data, weights: str | None = None) -> RunCase:
+    """The `RunCase` of a notebook run: its profile `cfg`, its `data` (a `CifarData`) and the
+    source of its starting weights (a model's ``weights_source`` text, or None for random)."""
+    text = str(weights or "random").lower()
+    if text.startswith(("random", "none")):  # "random (imagenet unavailable)" is random too
+        init = "random"
+    elif text.startswith("imagenet"):
+        init = "imagenet"
+    else:
+        init = "trained" if text.startswith("file:") else text
+    return RunCase(data=data.source, init=init, profile=cfg.get("name", "quick"))
+
+
+@dataclass
+class Claim:
+    """One statement of the lesson with its computed verdict (see the module docstring)."""
+
+    name: str
+    statement: str
+    verdict: str
+    case: str
+    evidence: str = ""
+    reason: str | None = None
+    expect: str | None = HOLDS
+
+    def __post_init__(self):
+        for attr in ("verdict", "expect"):
+            value = getattr(self, attr)
+            if not (value in VERDICTS or (attr == "expect" and value is None)):
+                raise ValueError(f"{attr} must be one of {VERDICTS}, got {value!r}")
+
+    @property
+    def as_expected(self) -> bool:
+        """True when the verdict is the expected one (always, for untestable or unasserted claims)."""
+        return self.expect is None or self.verdict in (self.expect, NOT_TESTABLE)
+
+    def to_dict(self) -> dict:
+        """The claim as plain JSON data (what `record_results` stores under ``"claims"``)."""
+        return {"name": self.name, "statement": self.statement, "verdict": self.verdict,
+                "case": self.case, "evidence": self.evidence, "reason": self.reason,
+                "expect": self.expect}
+
+
+def _verdict(lo: float, hi: float, threshold: float) -> str:
+    if lo > threshold:
+        return HOLDS
+    if hi < threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+@dataclass
+class Claims:
+    """The verdict table of one notebook run. Add claims with `greater`, `above`, `below` and
+    `not_testable`; show them with `show`; assert them with `check`; record them with
+    ``ck.record_results(..., claims=claims)``."""
+
+    case: RunCase
+    claims: list[Claim] = field(default_factory=list)
+
+    def _add(self, name, statement, verdict, evidence, reason=None, expect=HOLDS, needs=None) -> Claim:
+        if any(c.name == name for c in self.claims):
+            raise ValueError(f"claim {name!r} is stated twice")
+        if needs is not None and not needs[0]:
+            verdict, reason = NOT_TESTABLE, needs[1]
+        claim = Claim(name, statement, verdict, str(self.case), evidence, reason, expect)
+        self.claims.append(claim)
+        return claim
+
+    def greater(self, name: str, statement: str, a: Estimate, b: Estimate, margin: float = 0.0,
+                expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+        """Claim ``a > b + margin``, judged on the 95% interval of ``a - b``.
+
+        `needs` is ``(condition, reason)``: when the condition is False the claim is "not testable
+        here" for that reason (e.g. ``(case.imagenet, "needs ImageNet weights (this run: random
+        init)")``)."""
+        diff = a - b
+        sign = "+" if diff.value >= 0 else "-"
+        unit = " points" if diff.percent else ""
+        scale = 100 if diff.percent else 1
+        evidence = (f"{a} vs {b}: difference {sign}{abs(diff.value) * scale:.3g}{unit}, 95% interval "
+                    f"[{diff.lo * scale:.3g}, {diff.hi * scale:.3g}]; claimed > {margin * scale:g}{unit}")
+        return self._add(name, statement, _verdict(diff.lo, diff.hi, margin), evidence,
+                         expect=expect, needs=needs)
+
+    def above(self, name: str, statement: str, a: Estimate, threshold: float,
+              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+        """Claim ``a > threshold``, judged on the 95% interval of `a`."""
+        evidence = f"{a}; claimed > {a.fmt(threshold)}"
+        return self._add(name, statement, _verdict(a.lo, a.hi, threshold), evidence,
+                         expect=expect, needs=needs)
+
+    def below(self, name: str, statement: str, a: Estimate, threshold: float,
+              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+        """Claim ``a < threshold``, judged on the 95% interval of `a`."""
+        evidence = f"{a}; claimed < {a.fmt(threshold)}"
+        return self._add(name, statement, _verdict(-a.hi, -a.lo, -threshold), evidence,
+                         expect=expect, needs=needs)
+
+    def not_testable(self, name: str, statement: str, reason: str) -> Claim:
+        """A claim this run cannot test, with the reason (what it would need)."""
+        return self._add(name, statement, NOT_TESTABLE, "", reason=reason)
+
+    def __iter__(self):
+        return iter(self.claims)
+
+    def __len__(self) -> int:
+        return len(self.claims)
+
+    def __getitem__(self, name: str) -> Claim:
+        for claim in self.claims:
+            if claim.name == name:
+                return claim
+        raise KeyError(f"no claim {name!r}; the claims are {[c.name for c in self.claims]}")
+
+    def to_list(self) -> list[dict]:
+        """Every claim as a dict (see `Claim.to_dict`)."""
+        return [c.to_dict() for c in self.claims]
+
+    def markdown(self) -> str:
+        """The verdict table as Markdown, headed by the case of this run."""
+        rows = [f"**Verdicts** ({self.case})", "", "| claim | verdict | evidence |", "|---|---|---|"]
+        for c in self.claims:
+            detail = c.evidence if c.verdict != NOT_TESTABLE else c.reason
+            rows.append(f"| {c.statement} | **{c.verdict}** | {detail or ''} |".replace("\n", " "))
+        return "\n".join(rows)
+
+    def text(self) -> str:
+        """The verdict table as plain text (one claim per line, then its evidence)."""
+        lines = [f"Verdicts ({self.case}):"]
+        for c in self.claims:
+            lines.append(f"  [{c.verdict}] {c.statement}")
+            lines.append(f"      {c.evidence if c.verdict != NOT_TESTABLE else c.reason}")
+        return "\n".join(lines)
+
+    def show(self) -> None:
+        """Print the verdict table, and render it as Markdown in a notebook."""
+        print(self.text())
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+            if get_ipython() is not None:
+                display(Markdown(self.markdown()))
+        except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks only
+            pass
+
+    def check(self) -> None:
+        """Raise AssertionError naming every claim whose verdict is not the expected one."""
+        wrong = [f"{c.name}: expected '{c.expect}', got '{c.verdict}' ({c.evidence})"
+                 for c in self.claims if not c.as_expected]
+        if wrong:
+            raise AssertionError(f"{len(wrong)} claim(s) off their expected verdict in this case "
+                                 f"({self.case}):\n  " + "\n  ".join(wrong))
+
+    def summary(self) -> dict[str, int]:
+        """How many claims reached each verdict."""
+        return {v: sum(c.verdict == v for c in self.claims) for v in VERDICTS}
+
+
+def verdict_counts(claims: Sequence[dict]) -> dict[str, int]:
+    """How many of the recorded claims (dicts) reached each verdict."""
+    return {v: sum(c.get("verdict") == v for c in claims) for v in VERDICTS}
