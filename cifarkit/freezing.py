@@ -25,16 +25,30 @@ statistics -- however often ``model.train()`` is called. (Between a ``model.trai
 next forward pass ``bn.training`` may read ``True``; the forward itself always runs in eval
 mode.) The hook is a plain module-level function, so the model can still be deep-copied and
 pickled. ``unfreeze_all`` removes the hooks again.
+
+Pinning keeps whatever statistics a layer holds, and a freshly built network holds placeholders
+(running mean 0, running variance 1) that match no data: a frozen BatchNorm layer with those
+statistics divides by about 1 and subtracts 0, so it normalises nothing. With random (not
+pretrained) weights, call `recalibrate_bn` on some training batches *before* freezing, so the
+frozen layers normalise the way BatchNorm in train mode did for the same weights. Pretrained
+statistics belong to the pretrained weights; keep them.
+
+Freezing a leading part also makes a training step cheaper: autograd does not propagate back
+into layers none of whose parameters (or inputs) need a gradient, so their backward pass is
+skipped; the forward pass is not. `time_train_steps` measures this as a ratio within one run.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 __all__ = [
     "FreezeSummary",
@@ -43,6 +57,10 @@ __all__ = [
     "freeze_initial",
     "unfreeze_all",
     "frozen_norm_layers",
+    "set_frozen_bn_eval",
+    "unfreeze",
+    "recalibrate_bn",
+    "time_train_steps",
 ]
 
 
@@ -326,3 +344,104 @@ def unfreeze(model: nn.Module, names) -> int:
         except AttributeError as e:
             raise ValueError(f"model has no submodule {name!r}") from e
     return _unfreeze_modules(model, modules)
+
+
+def recalibrate_bn(model: nn.Module, batches, max_batches: int | None = None) -> int:
+    """Re-estimate every BatchNorm layer's running mean and variance of `model` from `batches`.
+
+    Uses `torch.optim.swa_utils.update_bn`: the running statistics of every BatchNorm layer
+    are reset, then the images of `batches` (an iterable of image tensors or of
+    ``(images, labels)`` pairs, e.g. a `cifarkit.TensorLoader`; at most `max_batches` of them)
+    go forward once in train mode under ``torch.no_grad()``, and each layer keeps the plain
+    average of the batch means and variances it saw. No weight changes; the model's
+    train/eval mode is restored afterwards.
+
+    Call it on a randomly initialised network *before* freezing: its placeholder statistics
+    (mean 0, variance 1) make frozen BatchNorm layers in eval mode normalise nothing. Layers
+    already pinned to eval mode (`freeze_initial`, `set_frozen_bn_eval`) are released for the
+    calibration pass and pinned again afterwards; without that, a pinned layer would run the
+    pass in eval mode and be left with the reset placeholders.
+
+    Returns the number of images used. Raises ValueError when `batches` yields nothing (the
+    statistics are then left untouched) or `max_batches` is not a positive int.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"recalibrate_bn() needs an nn.Module, got {type(model).__name__}")
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    batches = iter(batches)
+    if max_batches is not None:
+        batches = itertools.islice(batches, max_batches)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("recalibrate_bn() got no batches; the BatchNorm statistics were left as they were")
+    seen = 0
+
+    def images():
+        nonlocal seen
+        for batch in itertools.chain([first], batches):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"recalibrate_bn() needs image tensors (or (images, labels) pairs), "
+                                f"got {type(x).__name__}")
+            seen += len(x)
+            yield x
+
+    pinned = [m for m in model.modules() if _remove_eval_hooks(m)]
+    try:
+        torch.optim.swa_utils.update_bn(images(), model)
+    finally:
+        for m in pinned:
+            m.register_forward_pre_hook(_keep_in_eval)
+            m.training = False
+    return seen
+
+
+def time_train_steps(models: dict, batch, rounds: int = 10, warmup: int = 2, loss_fn=None) -> dict:
+    """Seconds of one forward and backward pass of each model, measured in interleaved rounds
+    on the same batch: what a training step costs, apart from the optimizer's update.
+
+    `models` maps a name to a model (in train mode for the measurement; the models are left
+    in train mode). `batch` is ``(images, labels)`` on the models' device; `loss_fn` defaults to
+    cross-entropy. Each round times one pass of every model in turn, so a slow spell of a
+    shared machine hits all of them alike: compare the models round by round
+    (``times["a"][i] / times["b"][i]``), not with other runs. `warmup` untimed rounds come
+    first. No weight changes (no optimizer is involved; gradients are cleared before each pass
+    and after the last), but BatchNorm layers in train mode update their running statistics as
+    in any train-mode forward pass: time copies of the models you mean to keep.
+
+    Returns ``{name: [seconds of round 0, round 1, ...]}``. Raises ValueError for an empty
+    `models`, a model without trainable parameters, ``rounds < 1`` or ``warmup < 0``.
+    """
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"models must be a non-empty dict of name -> model, got {models!r}")
+    for name, value, low in (("rounds", rounds, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    for name, m in models.items():
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(m).__name__}")
+        if not trainable_parameters(m):
+            raise ValueError(f"model {name!r} has no trainable parameter: there is no backward pass to time")
+        m.train()
+    x, y = batch
+    loss_fn = nn.functional.cross_entropy if loss_fn is None else loss_fn
+
+    def sync():
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    times: dict = {name: [] for name in models}
+    for r in range(warmup + rounds):
+        for name, m in models.items():
+            m.zero_grad(set_to_none=True)
+            sync()
+            start = time.perf_counter()
+            loss_fn(m(x), y).backward()
+            sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    for m in models.values():
+        m.zero_grad(set_to_none=True)
+    return times

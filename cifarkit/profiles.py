@@ -23,6 +23,8 @@ from .training import seed_everything
 
 PROFILE_NAMES = ("quick", "full")
 COMMON_KEYS = ("seed", "data", "device", "precision")
+#: profile keys whose notebook parameter has another name (the rest share their name)
+PARAMETER_NAMES = {"data": "data_source"}
 
 
 class Profile(dict):
@@ -51,6 +53,12 @@ def resolve_profile(profile: str, profiles: dict, verbose: bool = True, **overri
         profile = env
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; this notebook defines {sorted(profiles)}")
+    # the notebook's parameters, as papermill injected them, against the runner's schema
+    from .params import SCHEMA, check_value
+    for key, value in overrides.items():
+        name = PARAMETER_NAMES.get(key, key)
+        if name in SCHEMA and value is not None:
+            overrides[key] = check_value(name, value)
     settings = {"seed": 0, "data": "auto", "device": "auto", "precision": "auto"}
     settings.update(profiles[profile])
     for key, value in overrides.items():

@@ -418,3 +418,17 @@ def test_fixture_notebooks_need_their_schema_entries(tmp_path, monkeypatch):
     assert_one_line(str(info.value), "'n_points'", "'lr'", "'max_steps'")
     assert not (tmp_path / "runs").exists()
     assert FIXTURE_SCHEMA["lr"].fits(0.1) and not FIXTURE_SCHEMA["lr"].fits(0)
+
+
+@pytest.mark.parametrize("override, name", [
+    (dict(epochs=0), "epochs"), (dict(epochs="abc"), "epochs"), (dict(epochs=True), "epochs"),
+    (dict(data="bogus"), "data_source"), (dict(seed=-1), "seed"), (dict(seed=float("nan")), "seed"),
+])
+def test_resolve_profile_checks_injected_parameters_against_the_schema(override, name):
+    """papermill injects values without the runner's check: the setup cell refuses them itself."""
+    import cifarkit as ck
+    from cifarkit.params import ParameterError
+    with pytest.raises(ParameterError) as err:
+        ck.resolve_profile("quick", {"quick": dict(epochs=2)}, verbose=False, **override)
+    message = str(err.value)
+    assert "\n" not in message and repr(name) in message
