@@ -106,6 +106,21 @@ def totals(results: dict) -> dict:
     return {"verdicts": counts, "seconds": seconds}
 
 
+def render(summary: dict) -> list[str]:
+    """Markdown for bench/results.md from a saved summary (``bench/lessons_<profile>.json``)."""
+    counts = summary["verdicts"]
+    seconds = summary["seconds"]
+    lines = [f"Profile `{summary['profile']}`, measured {summary['measured']} on {summary.get('machine', 'this machine')}. "
+             f"Verdicts over all claims of all runs: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".", ""]
+    lines += table(summary["runs"]) + [""]
+    lines += ["Seconds per run (all notebooks of the run, the runner's own timing): "
+              + ", ".join(f"{run} {s:.0f}" for run, s in seconds.items()) + "."]
+    for note in summary.get("skipped", []):
+        lines.append(f"Skipped: {note}.")
+    lines += ["", f"Reproduce: `{summary['command']}`", ""]
+    return lines
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="quick", choices=("quick", "full"))
@@ -130,14 +145,25 @@ def main(argv=None) -> dict:
             label = f"{'synthetic' if source == 'synthetic' else 'CIFAR-10 copy'} seed {seed}"
             results[label] = collect(run_dir)
     summary = {"profile": args.profile, "command": "python bench/lessons.py " + " ".join(argv or sys.argv[1:]),
-               "measured": time.strftime("%Y-%m-%d %H:%M"), "skipped": skipped, "runs": results,
-               **totals(results)}
+               "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(), "skipped": skipped,
+               "runs": results, **totals(results)}
     (HERE / f"lessons_{args.profile}.json").write_text(json.dumps(summary, indent=1))
-    print("\n".join(table(results)))
-    print(json.dumps(totals(results)))
-    for note in skipped:
-        print("skipped:", note)
+    print("\n".join(render(summary)))
     return summary
+
+
+def _machine() -> str:
+    """The CPU model and core count (absolute times mean nothing without them)."""
+    import platform
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

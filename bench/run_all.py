@@ -4,7 +4,7 @@ Every figure is a ratio measured side by side in one run on this machine, with t
 reproduces it. Results of long real-data trainings (bench/accuracy.py, run by hand in the
 background) are read from bench/accuracy_results.json and tabled, not re-measured.
 
-    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory]
+    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory,lessons]
 
 With `--only`, the sections not re-measured are kept from the current results.md (each section
 says when it was measured); `--only accuracy` measures nothing and just rewrites the table of
@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
 import feature_caching  # noqa: E402
+import lessons  # noqa: E402
 import loop_throughput  # noqa: E402
 import memory  # noqa: E402
 import precision  # noqa: E402
@@ -159,8 +160,25 @@ def memory_section() -> list[str]:
     ]
 
 
+def lessons_section() -> list[str]:
+    r = lessons.main([])
+    return ["## 6. Do the lessons hold? (bench/lessons.py: quick profile, 3 seeds x 2 data sources)", "",
+            "Every notebook's claims, with the verdict each run computed from its own numbers (`holds`, "
+            "**FAILS** = does not hold, *inconclusive*, n/t = not testable here). A benchmark, not a test.", "",
+            *lessons.render(r), *full_lessons_section()]
+
+
+def full_lessons_section() -> list[str]:
+    """The full-profile verdicts on the CIFAR-10 copy, when bench/lessons_full.json has them (long
+    background runs: `python bench/lessons.py --profile full --sources cifar10-unverified --seeds 0`)."""
+    path = HERE / "lessons_full.json"
+    if not path.is_file():
+        return ["Full profiles: not yet recorded (see bench/lessons.py).", ""]
+    return ["### Full profiles", "", *lessons.render(json.loads(path.read_text()))]
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
-            "suite": suite_section, "memory": memory_section}
+            "suite": suite_section, "memory": memory_section, "lessons": lessons_section}
 MARK = "<!-- section: {} -->"
 
 

@@ -305,6 +305,16 @@ def apply_weights(model: nn.Module, weights, arch: str, backbone: nn.Module | No
 # ResNet-18 with a 512-100-10 head
 # ----------------------------------------------------------------------------------------------
 
+def checkpoint_stem(path) -> str:
+    """``"cifar"`` or ``"imagenet"``: the stem of the `ResNetForCifar` saved in the state dict file
+    at `path` (a 3x3 or a 7x7 ``conv1``; pruned state dicts with ``weight_orig`` too)."""
+    state = _read_state_dict(path)
+    conv1 = state.get("body.conv1.weight", state.get("body.conv1.weight_orig"))
+    if conv1 is None:
+        raise ValueError(f"{str(path)!r} holds no ResNetForCifar (no body.conv1 weight)")
+    return "cifar" if conv1.shape[-1] == 3 else "imagenet"
+
+
 class ResNetForCifar(nn.Module):
     """torchvision's ResNet-18 body (conv1 ... avgpool, flattened) and a 512-100-10 MLP head.
 
@@ -324,18 +334,23 @@ class ResNetForCifar(nn.Module):
         stem: ``"imagenet"`` (torchvision's 7x7 stride-2 conv1 and 3x3 max-pool) or ``"cifar"``
             (one 3x3 stride-1 conv1, no max-pool: layer4 then works at 4x4 instead of 1x1, at
             about 16x the compute). With ImageNet weights and the CIFAR stem, conv1 starts fresh.
+            ``"auto"``: the stem of the model saved in the `weights` file (`checkpoint_stem`),
+            else ImageNet's.
 
     The ImageNet stem (7x7 stride-2 conv and max-pool) shrinks a 32x32 image to 8x8 before
     ``layer1`` and to 1x1 at ``layer4``; that is known to cost accuracy on CIFAR-10 compared with a
     3x3 stem (see `SmallResNet`), but it is what makes ImageNet weights reusable.
     """
 
-    STEMS = ("imagenet", "cifar")
+    STEMS = ("imagenet", "cifar", "auto")
 
     def __init__(self, softmax_output: bool = False, weights=None, stem: str = "imagenet"):
         super().__init__()
         if stem not in self.STEMS:
             raise ValueError(f"stem must be one of {self.STEMS}, got {stem!r}")
+        if stem == "auto":  # the stem of the file's model (its conv1 kernel), else ImageNet's
+            stem = checkpoint_stem(weights) if isinstance(weights, (str, os.PathLike)) and \
+                weights not in ("imagenet", "auto") else "imagenet"
         tv = torchvision.models.resnet18(weights=None)
         names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
                  "avgpool"]

@@ -408,22 +408,22 @@ class SparsityTracker(Callback):
 # Weights that never see the image
 # ----------------------------------------------------------------------------------------------
 
-def _live_taps(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """How many of a kernel's taps along one axis read a real input pixel for some output."""
-    return sum(any(0 <= o * stride - padding + i * dilation < size for o in range(out))
-               for i in range(kernel))
+def _live_taps(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> list:
+    """Which of a kernel's taps along one axis read a real input pixel for some output position."""
+    return [any(0 <= o * stride - padding + i * dilation < size for o in range(out)) for i in range(kernel)]
 
 
 def unseen_weights(model: nn.Module, image_size: int = 32, channels: int = 3) -> dict:
-    """Count, per Conv2d and Linear layer, the weights that only ever multiply zero padding.
+    """Find, per Conv2d and Linear layer, the weights that only ever multiply zero padding.
 
     A convolution whose input is small for its kernel (torchvision's ResNet-18 on 32x32 images
     works at 2x2 and 1x1 in ``layer4``) has taps that fall outside the image for every output
     position: whatever those weights are, they never touch data and get no gradient from it.
     One forward pass of a ``channels x image_size x image_size`` input records each layer's input
     size; the count is geometric (kernel, stride, padding, dilation), not a property of the
-    weights. Returns ``{"per_layer": {name: (unseen, total)}, "unseen": int, "total": int,
-    "fraction": float}`` over the layers that `global_magnitude_prune` prunes by default.
+    weights. Returns ``{"per_layer": {name: (unseen, total)}, "masks": {name: bool tensor shaped
+    like the weight, True where unseen}, "unseen": int, "total": int, "fraction": float}`` over
+    the layers that `global_magnitude_prune` prunes by default.
     """
     sizes, hooks = {}, []
     for name, module in model.named_modules():
@@ -440,19 +440,19 @@ def unseen_weights(model: nn.Module, image_size: int = 32, channels: int = 3) ->
         for h in hooks:
             h.remove()
         model.train(was_training)
-    per_layer = {}
+    per_layer, masks = {}, {}
     for name, module in _named_prunable(model, DEFAULT_TYPES):
-        total = _effective(module).numel()
+        weight = _effective(module)
+        mask = torch.zeros(weight.shape, dtype=torch.bool)
         if isinstance(module, nn.Conv2d) and name in sizes:
             (h, w), (ho, wo) = sizes[name]
-            live = 1
-            for axis, (size, out) in enumerate(((h, ho), (w, wo))):
-                live *= _live_taps(size, out, module.kernel_size[axis], module.stride[axis],
-                                   module.padding[axis], module.dilation[axis])
-            taps = module.kernel_size[0] * module.kernel_size[1]
-            per_layer[name] = (total // taps * (taps - live), total)
-        else:
-            per_layer[name] = (0, total)
+            rows, cols = (torch.tensor(_live_taps(size, out, module.kernel_size[axis], module.stride[axis],
+                                                  module.padding[axis], module.dilation[axis]))
+                          for axis, (size, out) in enumerate(((h, ho), (w, wo))))
+            mask[...] = ~(rows[:, None] & cols[None, :])
+        masks[name] = mask
+        per_layer[name] = (int(mask.sum()), mask.numel())
     unseen = sum(u for u, _ in per_layer.values())
     total = sum(t for _, t in per_layer.values())
-    return {"per_layer": per_layer, "unseen": unseen, "total": total, "fraction": unseen / total}
+    return {"per_layer": per_layer, "masks": masks, "unseen": unseen, "total": total,
+            "fraction": unseen / total}

@@ -143,3 +143,32 @@ def test_jpeg_twins_are_the_decoded_copies_of_the_exact_images(tmp_path):
     _jpeg_archive(tmp_path / "short.tar.gz", exact[:3])
     with pytest.raises(ValueError, match="lacks JPEG copies of 3"):
         accuracy.jpeg_twins(tmp_path / "short.tar.gz", exact)
+
+
+def test_lessons_tables_claim_by_run_and_counts_verdicts(tmp_path):
+    import json as _json
+
+    import lessons
+
+    def run_dir(name, verdicts, status="ok"):
+        d = tmp_path / name
+        d.mkdir()
+        claims = [{"name": n, "statement": f"claim {n}", "verdict": v} for n, v in verdicts.items()]
+        nb = {"name": "01_x.ipynb", "status": status, "duration_s": 12.5, "error": None if status == "ok" else "boom",
+              "metrics": {"claims": claims} if status == "ok" else None}
+        (d / "summary.json").write_text(_json.dumps({"notebooks": [nb]}))
+        return d
+
+    results = {"synthetic seed 0": lessons.collect(run_dir("a", {"a": "holds", "b": "inconclusive"})),
+               "CIFAR-10 copy seed 0": lessons.collect(run_dir("b", {"a": "does not hold", "b": "holds"})),
+               "CIFAR-10 copy seed 1": lessons.collect(run_dir("c", {}, status="failed"))}
+    lines = lessons.table(results)
+    assert lines[2] == "| 01_x.ipynb | claim a | holds | **FAILS** | FAILED |"
+    assert lines[3] == "| 01_x.ipynb | claim b | *inconclusive* | holds | FAILED |"
+    assert "notebook failed in: CIFAR-10 copy seed 1" in lines[4]
+    t = lessons.totals(results)
+    assert t["verdicts"]["holds"] == 2 and t["verdicts"]["does not hold"] == 1
+    assert t["seconds"]["synthetic seed 0"] == 12.5
+    text = "\n".join(lessons.render({"profile": "quick", "measured": "now", "command": "python bench/lessons.py",
+                                     "runs": results, "skipped": [], **t}))
+    assert "holds 2, does not hold 1, inconclusive 1" in text

@@ -524,3 +524,20 @@ def test_torchvision_checkpoint_into_a_model_with_a_new_fc(tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match="neither the whole model.*layer1.0.conv1.weight"):
         apply_weights(model, path, "resnet18")
+
+
+def test_cifar_stem_and_auto_stem_from_a_file(tmp_path):
+    import torch
+    import cifarkit as ck
+    from cifarkit.models import checkpoint_stem
+    model = ck.ResNetForCifar(stem="cifar")
+    assert model.body.conv1.kernel_size == (3, 3) and isinstance(model.body.maxpool, torch.nn.Identity)
+    path = tmp_path / "cifar.pt"
+    torch.save(model.state_dict(), path)
+    assert checkpoint_stem(path) == "cifar"
+    again = ck.ResNetForCifar(weights=path, stem="auto")
+    assert again.stem == "cifar" and torch.equal(again.body.conv1.weight, model.body.conv1.weight)
+    torch.save(ck.ResNetForCifar().state_dict(), tmp_path / "imagenet.pt")
+    assert ck.ResNetForCifar(weights=tmp_path / "imagenet.pt", stem="auto").stem == "imagenet"
+    with pytest.raises(ValueError, match="stem must be one of"):
+        ck.ResNetForCifar(stem="big")
