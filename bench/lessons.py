@@ -106,6 +106,19 @@ def totals(results: dict) -> dict:
     return {"verdicts": counts, "seconds": seconds}
 
 
+def merged(path: Path, results: dict, command: str) -> tuple[dict, list[str]]:
+    """`results` merged into the runs already recorded in `path` (a sweep of some notebooks
+    replaces those notebooks' entries and keeps the others), and the commands behind them."""
+    if not path.is_file():
+        return results, [command]
+    old = json.loads(path.read_text())
+    runs = {label: dict(nbs) for label, nbs in old.get("runs", {}).items()}
+    for label, nbs in results.items():
+        runs.setdefault(label, {}).update(nbs)
+    commands = [c for c in old.get("command", "").split("; ") if c and c != command] + [command]
+    return runs, commands
+
+
 def render(summary: dict) -> list[str]:
     """Markdown for bench/results.md from a saved summary (``bench/lessons_<profile>.json``)."""
     counts = summary["verdicts"]
@@ -144,10 +157,12 @@ def main(argv=None) -> dict:
             run_dir = run_pair(args.profile, source, seed, only, Path(args.out))
             label = f"{'synthetic' if source == 'synthetic' else 'CIFAR-10 copy'} seed {seed}"
             results[label] = collect(run_dir)
-    summary = {"profile": args.profile, "command": "python bench/lessons.py " + " ".join(argv or sys.argv[1:]),
+    path = HERE / f"lessons_{args.profile}.json"
+    results, commands = merged(path, results, "python bench/lessons.py " + " ".join(argv or sys.argv[1:]))
+    summary = {"profile": args.profile, "command": "; ".join(commands),
                "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(), "skipped": skipped,
                "runs": results, **totals(results)}
-    (HERE / f"lessons_{args.profile}.json").write_text(json.dumps(summary, indent=1))
+    path.write_text(json.dumps(summary, indent=1))
     print("\n".join(render(summary)))
     return summary
 

@@ -172,3 +172,18 @@ def test_lessons_tables_claim_by_run_and_counts_verdicts(tmp_path):
     text = "\n".join(lessons.render({"profile": "quick", "measured": "now", "command": "python bench/lessons.py",
                                      "runs": results, "skipped": [], **t}))
     assert "holds 2, does not hold 1, inconclusive 1" in text
+
+
+def test_lessons_merges_a_partial_sweep_into_the_recorded_runs(tmp_path):
+    import json as _json
+
+    import lessons
+    path = tmp_path / "lessons_quick.json"
+    path.write_text(_json.dumps({"command": "python bench/lessons.py --only 05",
+                                 "runs": {"synthetic seed 0": {"05_x.ipynb": {"status": "ok"}}}}))
+    runs, commands = lessons.merged(path, {"synthetic seed 0": {"01_y.ipynb": {"status": "ok"}},
+                                           "synthetic seed 1": {"01_y.ipynb": {"status": "ok"}}},
+                                    "python bench/lessons.py --only 01")
+    assert sorted(runs["synthetic seed 0"]) == ["01_y.ipynb", "05_x.ipynb"]
+    assert list(runs["synthetic seed 1"]) == ["01_y.ipynb"]
+    assert commands == ["python bench/lessons.py --only 05", "python bench/lessons.py --only 01"]
