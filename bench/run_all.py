@@ -160,12 +160,19 @@ def memory_section() -> list[str]:
     ]
 
 
-def lessons_section() -> list[str]:
-    r = lessons.main([])
+def lessons_section(measure: bool = True) -> list[str]:
+    """Section 6: run every quick profile for 3 seeds x 2 sources (`measure`), or table what
+    bench/lessons_quick.json recorded (each `python bench/lessons.py` sweep merges into it)."""
+    path = HERE / "lessons_quick.json"
+    if measure:
+        lessons.main([])
+    if not path.is_file():
+        return []
     return ["## 6. Do the lessons hold? (bench/lessons.py: quick profile, 3 seeds x 2 data sources)", "",
             "Every notebook's claims, with the verdict each run computed from its own numbers (`holds`, "
-            "**FAILS** = does not hold, *inconclusive*, n/t = not testable here). A benchmark, not a test.", "",
-            *lessons.render(r), *full_lessons_section()]
+            "**FAILS** = does not hold, *inconclusive*, n/t = not testable here; `-`: the notebook version "
+            "of that run did not state the claim). A benchmark, not a test.", "",
+            *lessons.render(json.loads(path.read_text())), *full_lessons_section()]
 
 
 def full_lessons_section() -> list[str]:
@@ -215,6 +222,8 @@ def main(argv=None):
             print(f"== {name}", flush=True)
             body = SECTIONS[name]()
             body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')}._"]
+        elif name == "lessons" and (HERE / "lessons_quick.json").is_file():
+            body = lessons_section(measure=False)  # the recorded sweeps, re-tabled
         elif name in kept:
             body = kept[name]
         else:
