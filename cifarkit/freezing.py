@@ -31,14 +31,18 @@ Pinning keeps whatever statistics a layer holds, and a freshly built network hol
 statistics divides by about 1 and subtracts 0, so it normalises nothing. With random (not
 pretrained) weights, call `recalibrate_bn` on some training batches *before* freezing, so the
 frozen layers normalise the way BatchNorm in train mode did for the same weights. Pretrained
-statistics belong to the pretrained weights; keep them.
+statistics belong to the pretrained weights; keep them. `norm_output_spread` measures how well
+a set of normalisation layers normalises a batch.
 
 Freezing a leading part also makes a training step cheaper: autograd does not propagate back
 into layers none of whose parameters (or inputs) need a gradient, so their backward pass is
-skipped; the forward pass is not. `time_train_steps` measures this as a ratio within one run.
+skipped; the forward pass is not. `backward_ops` lists the operations a backward pass will run
+(a frozen convolution is not among them); `time_train_steps` measures the saving as a ratio
+within one run.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import numbers
@@ -61,6 +65,8 @@ __all__ = [
     "unfreeze",
     "recalibrate_bn",
     "time_train_steps",
+    "backward_ops",
+    "norm_output_spread",
 ]
 
 
@@ -445,3 +451,74 @@ def time_train_steps(models: dict, batch, rounds: int = 10, warmup: int = 2, los
     for m in models.values():
         m.zero_grad(set_to_none=True)
     return times
+
+
+def backward_ops(output: torch.Tensor) -> collections.Counter:
+    """The operations a backward pass from `output` will run, counted by kind.
+
+    Walks the autograd graph behind `output` (its ``grad_fn`` and everything reachable from it)
+    and counts the nodes by class name, e.g. ``ConvolutionBackward0`` (one per convolution the
+    gradient passes through) or ``AccumulateGrad`` (one per parameter that receives a gradient).
+    Layers whose parameters are frozen and whose inputs need no gradient never enter the graph:
+    their backward pass is skipped. Nothing is computed; `output` may be a loss or any tensor.
+    Raises ValueError when `output` has no graph (nothing in it requires a gradient).
+    """
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"backward_ops() needs a tensor, got {type(output).__name__}")
+    if output.grad_fn is None:
+        raise ValueError("backward_ops(): the tensor has no autograd graph (nothing it depends on "
+                         "requires a gradient, or it was computed under torch.no_grad())")
+    counts: collections.Counter = collections.Counter()
+    seen, stack = set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        counts[type(node).__name__] += 1
+        stack.extend(fn for fn, _ in node.next_functions)
+    return counts
+
+
+def norm_output_spread(model: nn.Module, x: torch.Tensor, names=None) -> dict:
+    """How far the named normalisation layers of `model` are from normalising the batch `x`.
+
+    Runs `model` on `x` once in eval mode (no gradients; the model's mode is restored) and looks
+    at the output of each named layer (default: every BatchNorm layer) per channel, over the
+    batch and the spatial positions. A layer that normalises its input has channel means near 0
+    and channel standard deviations near 1 (before its learned scale and shift; at
+    initialisation those are 1 and 0). Returns ``{"max_abs_mean": ..., "std_factor": ...,
+    "layers": n}``: the largest channel mean in size and the largest factor by which a
+    channel's standard deviation is off 1 (a std of 0.25 and a std of 4 both count as 4.0),
+    over all the layers. Raises ValueError for an unknown name or when no layer is named.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"norm_output_spread() needs an nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    if names is None:
+        names = [n for n, m in modules.items() if isinstance(m, _BatchNorm)]
+    names = list(names)
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise ValueError(f"model has no submodule(s) {unknown}")
+    if not names:
+        raise ValueError("norm_output_spread() needs at least one layer to measure")
+    worst = {"max_abs_mean": 0.0, "std_factor": 1.0, "layers": len(names)}
+
+    def measure(module, inputs, out):
+        dims = [d for d in range(out.dim()) if d != 1]
+        mean, std = out.float().mean(dim=dims), out.float().std(dim=dims)
+        worst["max_abs_mean"] = max(worst["max_abs_mean"], mean.abs().max().item())
+        worst["std_factor"] = max(worst["std_factor"], std.max().item(), 1.0 / max(std.min().item(), 1e-30))
+
+    was_training = model.training
+    hooks = [modules[n].register_forward_hook(measure) for n in names]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return worst

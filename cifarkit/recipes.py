@@ -295,13 +295,17 @@ class RecipeResult:
 
 def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: int = 0,
                  callbacks=(), checkpoint=None, progress="auto", log: bool = True,
-                 eval_batch_size: int = 1000, targets=(0.93, 0.94)) -> RecipeResult:
+                 eval_batch_size: int = 1000, targets=(0.93, 0.94),
+                 per_image: bool = False) -> RecipeResult:
     """Train `recipe` on `data` (a `CifarData`) and evaluate it on the test split.
 
     With `checkpoint` (a path) the whole training state is written there after every epoch, and
     an existing file is resumed from, so an interrupted run loses at most one epoch. The test
     split is evaluated after every epoch (``val_acc`` in the history, no TTA); at the end it is
     evaluated once more, with the recipe's test-time augmentation too when it has one.
+    `per_image=True` keeps which test images the final evaluations got right (``"correct"`` in
+    ``test`` and ``test_tta``, see `evaluate`), for paired comparisons (`Estimate.paired`)
+    without evaluating the model again; the accuracies are the same either way.
     """
     seed_everything(seed)
     model = recipe.build_model()
@@ -326,9 +330,9 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
     with timer:
         history = trainer.fit(model, train_loader, test_loader, optimizer=optimizer,
                               loss_fn=recipe.loss_fn(), scheduler=scheduler, resume_from=resume)
-        test = evaluate(model, test_loader, precision=trainer.precision)
+        test = evaluate(model, test_loader, precision=trainer.precision, per_image=per_image)
         test_tta = (evaluate(model, test_loader, precision=trainer.precision, tta_flip=recipe.tta_flip,
-                             tta_shift=recipe.tta_shift) if recipe.tta else None)
+                             tta_shift=recipe.tta_shift, per_image=per_image) if recipe.tta else None)
     train_seconds = float(sum(history["seconds"])) if len(history) else 0.0
     images = len(train_loader) * recipe.batch_size * len(history)
     reached = TimeToAccuracy.from_history(history, targets).reached

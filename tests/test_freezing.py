@@ -8,7 +8,8 @@ import torch.nn as nn
 import torchvision
 
 from cifarkit.freezing import (FreezeSummary, count_parameters, freeze_initial, frozen_norm_layers,
-                               trainable_parameters, unfreeze_all)
+                               backward_ops, norm_output_spread, recalibrate_bn, set_frozen_bn_eval, time_train_steps, trainable_parameters,
+                               unfreeze_all)
 
 from conftest import TinyNet
 
@@ -268,3 +269,195 @@ def test_summary_str_and_dict():
     assert "14.9%" in text and "40.0%" in text
     assert "240" in text and "1,370" in text and "1,610" in text
     assert "conv1 ... bn1" in text
+
+
+# --- recalibrate_bn -----------------------------------------------------------------------------
+
+def calibration_batches(n=3, seed=0):
+    """Batches far from the placeholder statistics (mean 0, variance 1) once through conv1."""
+    return [(x4(seed + i) * 3 + 1, torch.zeros(4, dtype=torch.int64)) for i in range(n)]
+
+
+def conv1_batch_stats(net, batches):
+    """The average of conv1's per-batch channel means and unbiased variances: what bn1 must hold."""
+    with torch.no_grad():
+        outs = [net.conv1(x) for x, _ in batches]
+    means = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
+    variances = torch.stack([o.transpose(0, 1).flatten(1).var(dim=1, unbiased=True) for o in outs]).mean(0)
+    return means, variances
+
+
+def test_recalibrate_bn_sets_the_average_batch_statistics_and_keeps_weights():
+    net = TinyNet().eval()
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    batches = calibration_batches()
+    assert recalibrate_bn(net, batches) == 12
+    mean, var = conv1_batch_stats(net, batches)
+    assert torch.allclose(net.bn1.running_mean, mean, atol=1e-5)
+    assert torch.allclose(net.bn1.running_var, var, rtol=1e-4)
+    assert not torch.allclose(net.bn1.running_var, torch.ones(8), atol=0.1)  # not the placeholder
+    assert int(net.bn1.num_batches_tracked) == 3
+    assert net.bn1.momentum == 0.1  # restored after the cumulative average
+    assert not net.training and not net.bn1.training  # eval mode restored
+    assert all(torch.equal(p, weights[n]) for n, p in net.named_parameters())
+    net.train()
+    recalibrate_bn(net, batches)
+    assert net.training and net.bn1.training
+
+
+def test_recalibrate_bn_normalises_frozen_layers_that_placeholders_do_not():
+    net = TinyNet()
+    freeze_initial(net, 1.0)  # every BN pinned to eval mode, with placeholder statistics
+    x = x4(3) * 3 + 1
+    with torch.no_grad():
+        before = net.bn1(net.conv1(x))
+    assert before.mean(dim=(0, 2, 3)).abs().max() > 0.5  # mean 0 / variance 1: nothing normalised
+    recalibrate_bn(net, [x])
+    with torch.no_grad():
+        after = net.bn1(net.conv1(x))
+    assert after.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert torch.allclose(after.var(dim=(0, 2, 3)), torch.ones(8), atol=0.1)
+
+
+def test_recalibrate_bn_releases_and_repins_pinned_layers():
+    net = TinyNet()
+    freeze_initial(net, 0.4, by="layers")  # conv1, bn1 frozen and bn1 pinned
+    assert frozen_norm_layers(net) == ["bn1"]
+    batches = calibration_batches()
+    recalibrate_bn(net, batches)
+    mean, _ = conv1_batch_stats(net, batches)
+    assert torch.allclose(net.bn1.running_mean, mean, atol=1e-5)  # the pinned layer was calibrated
+    assert frozen_norm_layers(net) == ["bn1"]  # and is pinned again
+    assert sum(1 for _ in net.bn1._forward_pre_hooks.values()) == 1
+    calibrated = net.bn1.running_mean.clone()
+    net.train()
+    net(x4(8))
+    assert torch.equal(net.bn1.running_mean, calibrated)
+
+
+def test_recalibrate_bn_max_batches_and_plain_tensors():
+    net = TinyNet()
+    batches = calibration_batches(5)
+    assert recalibrate_bn(net, iter(batches), max_batches=2) == 8
+    mean, _ = conv1_batch_stats(net, batches[:2])
+    assert torch.allclose(net.bn1.running_mean, mean, atol=1e-5)
+    assert recalibrate_bn(net, [x for x, _ in batches]) == 20  # image tensors alone are fine
+
+
+def test_recalibrate_bn_bad_input_leaves_statistics_alone():
+    net = TinyNet()
+    recalibrate_bn(net, calibration_batches())
+    stats = net.bn1.running_mean.clone()
+    with pytest.raises(ValueError, match="no batches"):
+        recalibrate_bn(net, [])
+    assert torch.equal(net.bn1.running_mean, stats)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_batches"):
+            recalibrate_bn(net, calibration_batches(), max_batches=bad)
+    with pytest.raises(TypeError, match="image tensors"):
+        recalibrate_bn(net, [[1, 2, 3]])
+    with pytest.raises(TypeError):
+        recalibrate_bn("not a model", calibration_batches())
+
+
+# --- time_train_steps and the skipped backward pass ---------------------------------------------
+
+def test_time_train_steps_measures_each_model_and_changes_no_weight(one_thread):
+    full, half = TinyNet(), TinyNet()
+    freeze_initial(half, 0.4, by="layers")
+    weights = {n: p.detach().clone() for n, p in full.named_parameters()}
+    batch = (x4(), torch.tensor([0, 1, 2, 3]))
+    times = time_train_steps({"full": full, "half": half}, batch, rounds=3, warmup=1)
+    assert list(times) == ["full", "half"]
+    assert all(len(t) == 3 and all(s > 0 for s in t) for t in times.values())
+    assert all(torch.equal(p, weights[n]) for n, p in full.named_parameters())
+    assert all(p.grad is None for p in full.parameters())
+    assert full.training
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # conv2's input needs no gradient
+def test_frozen_prefix_gets_no_backward_pass(one_thread):
+    net = TinyNet()
+    freeze_initial(net, 0.4, by="layers")  # conv1, bn1 frozen
+    calls = {"conv1": 0, "bn1": 0, "conv2": 0}
+    for name in calls:
+        getattr(net, name).register_full_backward_hook(
+            lambda m, gi, go, name=name: calls.__setitem__(name, calls[name] + 1))
+    time_train_steps({"net": net}, (x4(), torch.tensor([0, 1, 2, 3])), rounds=2, warmup=0)
+    assert calls == {"conv1": 0, "bn1": 0, "conv2": 2}
+
+
+def test_time_train_steps_bad_arguments():
+    batch = (x4(), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="models"):
+        time_train_steps({}, batch)
+    with pytest.raises(ValueError, match="rounds"):
+        time_train_steps({"a": TinyNet()}, batch, rounds=0)
+    with pytest.raises(ValueError, match="warmup"):
+        time_train_steps({"a": TinyNet()}, batch, warmup=-1)
+    frozen = TinyNet()
+    freeze_initial(frozen, 1.0)
+    with pytest.raises(ValueError, match="no trainable"):
+        time_train_steps({"frozen": frozen}, batch)
+    with pytest.raises(TypeError, match="nn.Module"):
+        time_train_steps({"a": "model"}, batch)
+
+
+def test_plain_module_attribute_freezes_nothing():
+    """The mistake notebook 02 measures: ``module.requires_grad = False`` is a plain attribute."""
+    torch.manual_seed(0)
+    net = TinyNet()
+    net.conv1.requires_grad = False
+    assert all(p.requires_grad for p in net.conv1.parameters())
+    assert count_parameters(net, trainable_only=True) == 1610
+    assert set_frozen_bn_eval(net) == []
+
+
+def test_backward_ops_leave_out_the_frozen_prefix():
+    torch.manual_seed(0)
+    net = TinyNet()
+    x, y = x4(), torch.tensor([0, 1, 2, 3])
+    full = backward_ops(nn.functional.cross_entropy(net(x), y))
+    assert full["ConvolutionBackward0"] == 2
+    assert full["AccumulateGrad"] == 10  # every parameter tensor gets a gradient
+    freeze_initial(net, 0.4, by="layers")  # conv1, bn1 frozen
+    part = backward_ops(nn.functional.cross_entropy(net(x), y))
+    assert part["ConvolutionBackward0"] == 1
+    assert part["AccumulateGrad"] == 6
+    assert sum(part.values()) < sum(full.values())
+    with pytest.raises(ValueError, match="no autograd graph"):
+        with torch.no_grad():
+            backward_ops(net(x))
+    with pytest.raises(TypeError):
+        backward_ops([1.0])
+
+
+def test_norm_output_spread_tells_placeholder_from_calibrated_statistics():
+    net = TinyNet()
+    x = x4(3) * 3 + 1
+    before = norm_output_spread(net, x)
+    assert before["layers"] == 2
+    assert before["max_abs_mean"] > 0.5 or before["std_factor"] > 2  # placeholders: not normalised
+    recalibrate_bn(net, [x])
+    after = norm_output_spread(net, x)
+    assert after["max_abs_mean"] < 1e-3  # bn2 saw bn1 in batch mode (biased variance) while calibrating
+    assert 1.0 <= after["std_factor"] < 1.1
+    only = norm_output_spread(net, x, ["bn1"])
+    assert only["layers"] == 1 and only["std_factor"] <= after["std_factor"]
+    net.train()
+    norm_output_spread(net, x)
+    assert net.training  # mode restored
+    with pytest.raises(ValueError, match="no submodule"):
+        norm_output_spread(net, x, ["bn9"])
+    with pytest.raises(ValueError, match="at least one"):
+        norm_output_spread(net, x, [])
+
+
+def test_norm_output_spread_counts_a_small_std_as_a_factor():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        net[0].weight.fill_(0.0)
+        net[0].weight[:, 0] = 0.25  # conv output std 0.25 x the std of channel 0 of the input
+    x = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    spread = norm_output_spread(net, x)  # placeholder statistics: the std passes through
+    assert spread["std_factor"] == pytest.approx(1 / (0.25 * x[:, 0].std().item()), rel=1e-3)

@@ -183,3 +183,17 @@ def test_train_recipe_resumes_from_its_checkpoint_exactly(tmp_path):
     assert resumed.history["train_loss"] == whole.history["train_loss"]
     assert resumed.test == whole.test and resumed.test_tta == whole.test_tta
     assert resumed.images_per_s > 0 and resumed.final_acc == whole.test_tta["acc"]
+
+
+def test_train_recipe_per_image_keeps_which_test_images_were_right():
+    data = synthetic_cifar(128, 96, seed=1)
+    recipe = get_recipe("speedrun", epochs=1, batch_size=64, model_kwargs=TINY)
+    kw = dict(precision="32", progress=False, log=False, eval_batch_size=64)
+    plain = train_recipe(recipe, data, **kw)
+    kept = train_recipe(recipe, data, per_image=True, **kw)
+    assert "correct" not in plain.test and "correct" not in plain.test_tta
+    for result, reference in ((kept.test, plain.test), (kept.test_tta, plain.test_tta)):
+        correct = result["correct"]
+        assert correct.dtype == torch.bool and correct.shape == (96,)
+        assert result["acc"] == reference["acc"] == pytest.approx(correct.float().mean().item())
+    assert kept.history["val_acc"] == plain.history["val_acc"]
