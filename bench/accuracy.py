@@ -26,7 +26,6 @@ Data: ``--source cifar10`` (the verified release, downloaded when missing: what 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import platform
@@ -41,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import cifarkit as ck  # noqa: E402
+from cifarkit.notebook_params import parse_value  # noqa: E402
 from cifarkit.recipes import RECIPES, get_recipe, train_recipe  # noqa: E402
 
 EXACT_TEST_IMAGES = 1000
@@ -112,7 +112,8 @@ TIMED_TARGETS = (0.80, 0.85, 0.90, 0.93, 0.94)
 
 
 def changed_recipe(recipe, settings: list[str]):
-    """`recipe` with ``FIELD=VALUE`` settings applied (values are Python literals, else strings),
+    """`recipe` with ``FIELD=VALUE`` settings applied (values parsed as `cifarkit run -p` parses them:
+    Python or JSON literals, true/false, none, else strings),
     renamed after them: ``speedrun`` + ``cutout=8`` -> ``speedrun+cutout-8``."""
     fields = {f.name for f in dataclasses.fields(recipe)} - {"name", "epochs", "description"}
     changes = {}
@@ -120,10 +121,7 @@ def changed_recipe(recipe, settings: list[str]):
         field, eq, text = item.partition("=")
         if not eq or field not in fields:
             raise ValueError(f"--set wants FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}; got {item!r}")
-        try:
-            changes[field] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            changes[field] = text
+        changes[field] = parse_value(text)
     if not changes:
         return recipe
     suffix = "+".join(field.replace("_", "-") + "-" + re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
@@ -143,20 +141,25 @@ def merge_results(entry: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("recipe", choices=sorted(RECIPES))
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs (the schedule follows)")
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose the data, the seed and the device (bench/speedrun_ablation.py has them too)."""
     p.add_argument("--source", default="cifar10-unverified",
                    choices=("cifar10", "cifar10-unverified", "synthetic"))
     p.add_argument("--root", help="data root (default: $CIFARKIT_DATA or ~/.cache/cifarkit)")
-    p.add_argument("--out", help="output directory (default bench/runs/<recipe>-<epochs>ep)")
-    p.add_argument("--results", default=str(HERE / "accuracy_results.json"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--n-train", type=int, help="train on a subset (smoke tests only)")
     p.add_argument("--n-test", type=int, help="test on a subset (smoke tests only)")
     p.add_argument("--allow-synthetic", action="store_true")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (the schedule follows)")
+    add_data_arguments(p)
+    p.add_argument("--out", help="output directory (default bench/runs/<recipe>-<epochs>ep)")
+    p.add_argument("--results", default=str(HERE / "accuracy_results.json"))
     p.add_argument("--stop-after", type=int, help="train at most this many more epochs in this invocation")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a field of the recipe, e.g. --set cutout=8 (repeatable; the run is named "

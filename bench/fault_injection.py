@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import cifarkit as ck  # noqa: E402
-from cifarkit.callbacks import atomic_save, safe_load  # noqa: E402
+from cifarkit.files import atomic_save, safe_load  # noqa: E402
 
 TIMING_KEYS = ("seconds", "images_per_s")  # differ between any two runs
 

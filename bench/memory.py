@@ -35,12 +35,11 @@ sys.path.insert(0, str(HERE.parent))
 
 import cifarkit as ck  # noqa: E402
 
-NOTEBOOKS = HERE.parent / "notebooks"
 
 
 def full_profile(notebook: str) -> dict:
-    """The `full` profile that `notebooks/<notebook>.ipynb` declares in its setup cell."""
-    return ck.notebook_profiles(NOTEBOOKS / f"{notebook}.ipynb")["full"]
+    """The `full` profile of `notebooks/<notebook>.ipynb` (defined in `cifarkit.course.PROFILES`)."""
+    return ck.notebook_profiles(notebook)["full"]
 
 
 def _resnet18(data):
@@ -56,7 +55,7 @@ def _resnet152(ablation: bool):
         model = ck.resnet152_transfer(num_classes=10, weights=None, frozen_bn_eval=False)
         batch_size, lr = cfg["batch_size"], cfg["lr"]
         if ablation:
-            blocks = ck.notebook_literal(NOTEBOOKS / "05_resnet152_transfer.ipynb", "blocks")
+            blocks = list(ck.course.ABLATION_BLOCKS)  # notebook 05's ablation
             ck.remove_skip_connections(model, blocks)
             ck.unfreeze(model, blocks)
             batch_size, lr = cfg["ablation_batch_size"], cfg["ablation_lr"]

@@ -1,8 +1,9 @@
 """cifarkit: a CIFAR-10 course kit. Everything a notebook needs, by the name students know it:
 
 data      load_data, load_cifar10, synthetic_cifar, TensorLoader, CifarData, textbook_loader
-training  Trainer (.fit), evaluate, tta_logits, Tester, History, seed_everything, Checkpoint,
-          Callback, Lookahead
+training  Trainer (.fit), evaluate, tta_logits, Tester, History, seed_everything;
+callbacks Callback, Checkpoint, Lookahead, StopAfter, ProgressBar, EpochLog (resume: what a
+          checkpoint holds); files: safe_load, atomic_save; runtime: eval_mode, in_kernel
 plots     Animator, show_figure;  timing: Timer
 models    ResNetForCifar, GatedCNN, GatedBlock, SpeedrunNet, resnet152_transfer, remove_skip_connections,
           SmallResNet
@@ -11,7 +12,8 @@ freezing  freeze_initial, unfreeze_all, count_parameters
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
 features  extract_features, split_head (frozen-backbone feature caching)
 claims    Claims, Estimate, run_case (a lesson's verdicts from its own numbers)
-notebooks resolve_profile, notebook_profiles, notebook_literal, record_results, artifacts_dir
+notebooks setup (a course notebook's profile), artifact, finetuned_resnet18, notebook_profiles (course);
+          resolve_profile (any profiles), record_results, artifacts_dir
 
 Names are imported on first use, so `python -m cifarkit run` starts without loading torch.
 """
@@ -20,13 +22,15 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "callbacks": ["Callback", "Checkpoint", "Lookahead", "StopAfter"],
+    "callbacks": ["Callback", "Checkpoint", "EpochLog", "Lookahead", "ProgressBar", "StopAfter"],
     "claims": ["Claim", "Claims", "Estimate", "RunCase", "run_case"],
+    "course": ["setup", "artifact", "finetuned_resnet18", "notebook_profiles"],
     "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
              "textbook_loader", "torchvision_dataset"],
     "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
     "devices": ["resolve_device", "resolve_precision"],
     "features": ["extract_features", "split_head"],
+    "files": ["atomic_save", "safe_load"],
     "freezing": ["count_parameters", "freeze_initial", "unfreeze_all", "unfreeze", "trainable_parameters",
                  "set_frozen_bn_eval"],
     "gradients": ["gradient_norms", "GradientNormRecorder"],
@@ -34,10 +38,15 @@ _EXPORTS = {
     "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "SpeedrunNet",
                "resnet152_transfer", "remove_skip_connections"],
     "plotting": ["Animator", "show_figure"],
-    "profiles": ["notebook_literal", "notebook_profiles", "resolve_profile"],
+    "profiles": ["Profile", "resolve_profile"],
     "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
                 "remove_pruning", "sparsity", "SparsityTracker", "unseen_weights"],
-    "recipes": ["Recipe", "RECIPES", "get_recipe", "train_recipe", "TimeToAccuracy"],
+    "recipes": ["Recipe", "RECIPES", "get_recipe", "register_recipe", "register_model", "train_recipe",
+                "TimeToAccuracy"],
+    "optim": ["MuonSGD"],
+    "resume": [],
+    "runtime": ["eval_mode", "in_kernel"],
+    "settings": [],
     "results": ["artifacts_dir", "record_results"],
     "synthetic": ["synthetic_cifar"],
     "timing": ["Timer"],

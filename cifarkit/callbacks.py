@@ -1,34 +1,30 @@
-"""The callback protocol that `Trainer.fit` calls, the checkpoint callbacks, and the file I/O under
-them: `atomic_write` / `atomic_save` (a kill never leaves a cut file or, after the next save, an
-orphaned temporary one) and `safe_load` / `read_checkpoint` (no code from the file runs).
+"""The callback protocol that `Trainer.fit` calls, the checkpoint callbacks and `read_checkpoint`.
+The file I/O under them (`atomic_save`, `safe_load`) lives in `cifarkit.files`.
 
 A callback is any object with some of these methods; subclass `Callback` to get no-op defaults.
 
     on_fit_start(trainer, model)          before the first epoch (after a resume, too)
-    on_train_batch_end(trainer, model)    after each optimizer step (keep it cheap: no host syncs)
+    on_epoch_start(trainer, model)        before each epoch's first batch (``trainer.epoch`` is set)
+    on_after_backward(trainer, model)     after each backward pass, before the optimizer step (the
+                                          gradients are unscaled and clipped)
+    on_train_batch_end(trainer, model)    after each optimizer step (keep it cheap: no host syncs;
+                                          ``trainer.batch`` and ``trainer.last_loss`` are set)
     on_epoch_end(trainer, model, record)  after each epoch; `record` is that epoch's metrics dict
                                           and may be extended (e.g. record["sparsity"] = 0.3)
     on_fit_end(trainer, model)            after the last epoch, or after an interruption
     state_dict() / load_state_dict(state) saved in and restored from checkpoints
 
-Callbacks run in ascending `order` (default 0); `Checkpoint` runs last so it saves what the
-others added to the record. A callback ends training early by setting ``trainer.should_stop =
+Callbacks run in ascending `order` (default 0); `Checkpoint` runs late so it saves what the
+others added to the record. The progress bar and the one line per epoch are callbacks too,
+`ProgressBar` and `EpochLog`, which `Trainer` adds itself (``progress=``, ``log=``). A callback ends training early by setting ``trainer.should_stop =
 True``; the Trainer stops after that epoch (see `StopAfter`).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
-import re
-import tempfile
-import time
-import warnings
-from pathlib import Path
-
 import torch
 
-from .validation import WrongTypeError, number_in, output_file, positive_int
+from .files import atomic_save, safe_load
+from .validation import number_in, output_file, positive_int
 
 
 class Callback:
@@ -38,6 +34,12 @@ class Callback:
 
     def on_fit_start(self, trainer, model):
         """Called once before the first epoch (after a resume, too)."""
+
+    def on_epoch_start(self, trainer, model):
+        """Called before each epoch's first batch."""
+
+    def on_after_backward(self, trainer, model):
+        """Called after each backward pass, before the optimizer step."""
 
     def on_train_batch_end(self, trainer, model):
         """Called after each optimizer step."""
@@ -56,152 +58,84 @@ class Callback:
         """Restore what `state_dict` returned."""
 
 
-# --------------------------------------------------------------------------- saving and loading
-
-#: A temporary file of a save older than this (in seconds) is stale even if its writer's pid is in use.
-STALE_TEMP_AGE_S = 3600.0
+#: The keys of every epoch record the Trainer writes (callbacks may add more).
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
-def _writer_gone(tmp: Path, pid: str | None) -> bool:
-    """Whether the save that left `tmp` is over: its process `pid` no longer exists, or it is old."""
-    try:
-        if time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE_S:
-            return True
-    except OSError:  # already gone
-        return False
-    if pid is None or os.name == "nt" or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+class ProgressBar(Callback):
+    """A `tqdm.auto` bar over all the batches still to train, with the loss at each host sync.
+
+    `mode`: True, False, or "auto": only where someone watches (a live notebook or a terminal), not
+    in papermill, nbval or CI logs, where a bar would only leave lines of 0%. `Trainer(progress=...)`
+    adds one."""
+
+    order = -100  # the bar moves before other callbacks' work of the batch
+
+    def __init__(self, mode="auto"):
+        if mode not in (True, False, "auto"):
+            raise ValueError(f"progress must be True, False or 'auto', got {mode!r}")
+        self.mode, self.bar = mode, None
+
+    def on_fit_start(self, trainer, model):
+        """Open the bar, unless nothing is left to train or nobody would see it."""
+        import sys
+
+        from .runtime import in_kernel
+        self.bar = None
+        if not self.mode or trainer.epoch >= trainer.max_epochs:
+            return
+        if self.mode == "auto" and not in_kernel(live=True) and not sys.stderr.isatty():
+            return
+        from tqdm.auto import tqdm
+        per_epoch = min(len(trainer.train_loader), trainer.limit_train_batches or len(trainer.train_loader))
+        self.bar = tqdm(total=(trainer.max_epochs - trainer.epoch) * per_epoch, desc="training", unit="batch",
+                        dynamic_ncols=True)
+
+    def on_epoch_start(self, trainer, model):
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {trainer.epoch}/{trainer.max_epochs}")
+
+    def on_train_batch_end(self, trainer, model):
+        if self.bar is not None:
+            self.bar.update(1)
+            if (trainer.batch + 1) % trainer.sync_every == 0:  # the loop syncs here anyway
+                self.bar.set_postfix(loss=f"{trainer.last_loss.item():.4f}", refresh=False)
+
+    def on_fit_end(self, trainer, model):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
-def remove_stale_temps(path) -> int:
-    """Delete the temporary files that saves to `path` left behind when they were killed mid-write.
+class EpochLog(Callback):
+    """One plain line per epoch, readable in papermill output and logs, after a first line that
+    says what the training runs on: ``epoch  3/10  train_loss 0.9120  train_acc 67.80%  ...``.
+    Keys that other callbacks add to the record are printed too. `Trainer(log=True)` adds one."""
 
-    `atomic_write` names its temporary file ``.<name>.<pid>-<random>.tmp`` next to `path`; one whose
-    process no longer exists (or older than `STALE_TEMP_AGE_S`) is an orphan. Saves still running
-    in other processes keep theirs. Returns the number of files removed.
-    """
-    path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?[A-Za-z0-9_]+\.tmp")
-    removed = 0
-    with contextlib.suppress(OSError):
-        for tmp in path.parent.iterdir():
-            match = pattern.fullmatch(tmp.name)
-            if match and _writer_gone(tmp, match.group(1)):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                    removed += 1
-    return removed
+    order = 1000  # after every other callback, so the line shows what they added to the record
 
+    def on_fit_start(self, trainer, model):
+        from . import devices
+        tag = getattr(trainer.train_loader, "tag", None)
+        print(f"Training on {devices.describe(trainer.device, trainer.precision)}"
+              f"{', channels_last' if trainer.channels_last else ''}{'; data: ' + tag if tag else ''}", flush=True)
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def on_epoch_end(self, trainer, model, record):
+        print(self.format(record, trainer.max_epochs), flush=True)
+
+    @staticmethod
+    def format(r: dict, max_epochs: int) -> str:
+        """The line for the epoch record `r` of a run of `max_epochs` epochs."""
+        parts = [f"epoch {r['epoch']:>{len(str(max_epochs))}}/{max_epochs}",
+                 f"train_loss {r['train_loss']:.4f}", f"train_acc {r['train_acc']:.2%}"]
+        if r.get("val_acc") is not None:
+            parts += [f"val_loss {r['val_loss']:.4f}", f"val_acc {r['val_acc']:.2%}"]
+        parts += [f"lr {r['lr']:.2e}", f"{r['seconds']:.1f}s", f"{r['images_per_s']:.0f} img/s"]
+        parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k not in METRICS]
+        return "  ".join(parts)
 
 
-@contextlib.contextmanager
-def atomic_write(path):
-    """Write a file atomically: ``with atomic_write(path) as f: f.write(...)``.
-
-    The data goes to a uniquely named temporary file in the same folder, is flushed to disk
-    (fsync) and then renamed over `path` (`os.replace`, atomic within one file system), so a kill
-    at any moment leaves either the old file or the new one, never a truncated one. If the block
-    raises, the temporary file is removed and `path` is left as it was. Orphans of earlier,
-    killed saves to the same `path` are removed first (`remove_stale_temps`). Missing folders are
-    created. `OSError`s (a read-only folder, a full disk) propagate unchanged.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_save(obj, path) -> None:
-    """`torch.save(obj)` to `path` through `atomic_write`: the file is always either the old
-    version or the new one, and no temporary file outlives the next save."""
-    with atomic_write(path) as f:
-        torch.save(obj, f)
-
-
-def _numpy_globals() -> list:
-    """The NumPy names that a checkpoint holding NumPy arrays or scalars (the NumPy random state of
-    older checkpoints, a metric stored as a NumPy float) needs; they only rebuild arrays."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    rebuild, scalar = core.multiarray._reconstruct, core.multiarray.scalar
-    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.uint32, np.bool_)]
-    return [rebuild, (rebuild, "numpy.core.multiarray._reconstruct"), scalar,
-            (scalar, "numpy.core.multiarray.scalar"), np.ndarray, np.dtype, *dtypes]
-
-
-def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False, opt_in: str | None = None,
-              numpy: bool = False):
-    """`torch.load(path)` without running code from the file, with one-line errors naming it.
-
-    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (and, with
-    `numpy`, NumPy arrays and scalars). A file that asks for anything else -- a pickle crafted to
-    call ``os.system``, say -- is refused before any of it runs. `trust=True` loads with
-    ``weights_only=False``, which runs whatever the file contains: only for files you made.
-
-    Raises `FileNotFoundError` for a missing file and a one-line `ValueError` ("could not read
-    <path> as a <what>: <reason>") for a directory, an empty, truncated or damaged file, and a
-    refused one (naming what it asked to import and, when given, the `opt_in` that would load it
-    anyway).
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise WrongTypeError(f"the {what} path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-
-    def refused(reason: str) -> ValueError:
-        return ValueError(f"could not read {path} as a {what}: {reason}")
-
-    if path.is_dir():
-        raise refused("it is a directory")
-    if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}")
-    if path.stat().st_size == 0:
-        raise refused("it is empty (0 bytes); a save that never finished?")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on pickle protocols
-            if trust:
-                return torch.load(path, map_location=map_location, weights_only=False)
-            with torch.serialization.safe_globals(_numpy_globals() if numpy else []):
-                return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if wanted is None:
-            raise refused("it was not written by torch.save, or it is damaged") from None
-        hint = f"; pass {opt_in} only for a file you made yourself" if opt_in else ""
-        raise refused(f"it asks to import {wanted.group(1)}, which a {what} never needs and which "
-                      f"could run code{hint}") from None
-    except Exception as e:  # truncated zip archives, random bytes, I/O errors
-        reason = (str(e).strip().splitlines() or [""])[0][:150]
-        raise refused(f"it is truncated, damaged or not a torch file ({type(e).__name__}: {reason})") from None
-
+# --------------------------------------------------------------------------- checkpoints
 
 #: The entries every checkpoint written by `Checkpoint` has.
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "rng")

@@ -36,7 +36,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from .validation import number, positive_int
 
 __all__ = ["Estimate", "Claim", "Claims", "RunCase", "run_case", "VERDICTS", "HOLDS", "FAILS",
            "INCONCLUSIVE", "NOT_TESTABLE", "Z"]
@@ -47,12 +49,6 @@ INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable here"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
 Z = 1.96  # standard errors either side of a 95% normal interval
-
-
-def _finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _is_nested(values) -> bool:
@@ -83,11 +79,10 @@ class Estimate:
     def accuracy(cls, accs, n: int, label: str = "") -> "Estimate":
         """Test accuracy (a fraction) of one run, or a sequence of them (one per seed), each
         measured on the same `n` test images."""
-        values = [_finite("accuracy", a) for a in (accs if isinstance(accs, Iterable) else [accs])]
+        values = [number("accuracy", a) for a in (accs if isinstance(accs, Iterable) else [accs])]
         if not values or not all(0.0 <= v <= 1.0 for v in values):
             raise ValueError(f"accuracies must be fractions in [0, 1], got {values!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n (test images) must be a positive int, got {n!r}")
+        n = positive_int("n (test images)", n)
         p = statistics.fmean(values)
         seed_var = statistics.variance(values) / len(values) if len(values) > 1 else 0.0
         se = math.sqrt(max(p * (1 - p), 0.25 / n) / n + seed_var)  # never 0, even at p = 0 or 1
@@ -122,7 +117,7 @@ class Estimate:
     def mean(cls, values, label: str = "", percent: bool = False) -> "Estimate":
         """The mean of per-seed measurements with its standard error ``sd / sqrt(seeds)``
         (0 for a single seed: then the claim rests on that one value)."""
-        values = [_finite("value", v) for v in (values if isinstance(values, Iterable) else [values])]
+        values = [number("value", v) for v in (values if isinstance(values, Iterable) else [values])]
         if not values:
             raise ValueError("mean() needs at least one value")
         se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
@@ -131,7 +126,7 @@ class Estimate:
     @classmethod
     def exact(cls, value, label: str = "", percent: bool = False) -> "Estimate":
         """A value without sampling noise (a parameter count, a measured sparsity)."""
-        return cls(_finite("value", value), 0.0, label, (float(value),), percent=percent)
+        return cls(number("value", value), 0.0, label, (float(value),), percent=percent)
 
     @property
     def lo(self) -> float:
@@ -313,12 +308,9 @@ class Claims:
         return [c.to_dict() for c in self.claims]
 
     def markdown(self) -> str:
-        """The verdict table as Markdown, headed by the case of this run."""
-        rows = [f"**Verdicts** ({self.case})", "", "| claim | verdict | evidence |", "|---|---|---|"]
-        for c in self.claims:
-            detail = c.evidence if c.verdict != NOT_TESTABLE else c.reason
-            rows.append(f"| {c.statement} | **{c.verdict}** | {detail or ''} |".replace("\n", " "))
-        return "\n".join(rows)
+        """The verdict table as Markdown, headed by the case of this run (the table of the run
+        report, `claims_markdown`)."""
+        return "\n".join([f"**Verdicts** ({self.case})", ""] + claims_markdown(self.to_list()))
 
     def text(self) -> str:
         """The verdict table as plain text (one claim per line, then its evidence)."""
@@ -350,6 +342,25 @@ class Claims:
     def summary(self) -> dict[str, int]:
         """How many claims reached each verdict."""
         return {v: sum(c.verdict == v for c in self.claims) for v in VERDICTS}
+
+
+def md_cell(text: Any) -> str:
+    """`text` made safe for one cell of a markdown table."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def claims_markdown(claims: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A notebook's verdict table: claim | verdict (with its reason) | evidence | case."""
+    claims = list(claims)
+    if not claims:
+        return []
+    lines = ["| Claim | Verdict | Evidence | Case |", "|---|---|---|---|"]
+    for c in claims:
+        verdict = f"**{c['verdict']}**" + (f": {c['reason']}" if c.get("reason") else "")
+        lines.append(f"| {md_cell(c['statement'])} | {md_cell(verdict)} | "
+                     f"{md_cell(c.get('evidence') or '-')} | {md_cell(c.get('case') or '-')} |")
+    lines.append("")
+    return lines
 
 
 def verdict_counts(claims: Sequence[dict]) -> dict[str, int]:

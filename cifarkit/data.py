@@ -49,8 +49,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .callbacks import atomic_save, safe_load
+from . import settings
 from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, MAX_SEED, CifarData
+from .files import DOWNLOAD_TIMEOUT_S, atomic_save, atomic_write, open_url, safe_load
+from .settings import NETWORK_ENV, OFFLINE_ENV  # noqa: F401  (named in messages; data.NETWORK_ENV as before)
 from .validation import WrongTypeError, integer, non_negative_int, number_in
 
 RELEASE_DIR = "cifar-10-batches-py"
@@ -60,12 +62,9 @@ META_FILE = "batches.meta"
 RELEASE_FILES = TRAIN_FILES + TEST_FILES + (META_FILE,)  # what torchvision md5-checks
 SPLIT_SIZES = {True: 50_000, False: 10_000}
 DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # = torchvision's CIFAR10.url
-DOWNLOAD_TIMEOUT_S = 15.0    # per socket operation; keeps an offline failure well under 30 s
-DOWNLOAD_DEADLINE_S = 600.0  # the whole download (about 163 MB)
+DOWNLOAD_DEADLINE_S = 600.0  # the whole download (about 163 MB); each network wait: DOWNLOAD_TIMEOUT_S
 SLOW_CHECK_AFTER_S = 30.0    # from then on, give up as soon as the pace so far would miss the deadline
 PROBE_TIMEOUT_S = 2.0        # `network_available`: DNS lookup plus TCP connect
-OFFLINE_ENV = "CIFARKIT_OFFLINE"
-NETWORK_ENV = "CIFARKIT_NETWORK"
 ANNOUNCED_OFFLINE = "offline: see the run's first line"
 
 
@@ -85,7 +84,7 @@ class UnverifiedDataWarning(UserWarning):
     """Data was loaded without md5 verification."""
 
 
-# --- checking arguments and the environment -------------------------------------------------------
+# --- checking arguments ----------------------------------------------------------------------------
 
 def _brief(e: BaseException) -> str:
     """An exception as one short line: its type and the first sentence of its message."""
@@ -112,25 +111,12 @@ def _check_flag(name: str, value) -> bool:
     return bool(value)
 
 
-def _env_flag(name: str) -> bool | None:
-    """An on/off environment variable: True, False, or None when it is unset or empty."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return None
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name}={os.environ[name]!r}: use 1 or 0")
-
-
 def data_root(root=None) -> Path:
     """The data directory: `root`, else `$CIFARKIT_DATA`, else `~/.cache/cifarkit`."""
     root = _as_path("root", root)
     if root is not None:
         return root
-    env = os.environ.get("CIFARKIT_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cifarkit"
+    return settings.data_dir() or Path.home() / ".cache" / "cifarkit"
 
 
 def _cache_path(root: Path, train: bool, verified: bool) -> Path:
@@ -226,7 +212,7 @@ def _user_stacklevel() -> int:
 
 
 def _read_cache(path: Path, train: bool, verified: bool):
-    """A cached split, loaded safely (`callbacks.safe_load`: tensors only, no code runs) and checked
+    """A cached split, loaded safely (`files.safe_load`: tensors only, no code runs) and checked
     like the release; any problem is one line naming the file and what to do."""
     try:
         blob = safe_load(path, "cifarkit data cache")
@@ -382,7 +368,7 @@ def _download_release(root: Path) -> None:
 
     The md5 sums are torchvision's (`CIFAR10.tgz_md5`; the unpacked files are checked again when
     loaded); the transfer is ours so that it can keep a deadline. A failure leaves no archive."""
-    if _env_flag(OFFLINE_ENV):
+    if settings.offline():
         raise DataUnavailableError(f"{OFFLINE_ENV}=1 is set, so CIFAR-10 is not downloaded. " + _ways_out(root),
                                    reason=f"{OFFLINE_ENV}=1 is set")
     from torchvision.datasets import CIFAR10
@@ -411,32 +397,26 @@ def _download_release(root: Path) -> None:
 
 
 def _fetch(url: str, dst: Path, deadline: float) -> None:
-    """Download `url` to `dst` atomically, with a progress bar, in at most about `deadline` seconds.
+    """Download `url` to `dst` atomically (`files.atomic_write`), with a progress bar, in at most
+    about `deadline` seconds.
 
-    Each socket operation waits at most `DOWNLOAD_TIMEOUT_S`; after `SLOW_CHECK_AFTER_S` the
-    transfer stops as soon as its pace so far would miss the deadline. Raises TimeoutError (an
-    OSError, like the network's own errors) then; a failed download leaves no file behind."""
+    Each network wait (name lookup, connection, each read) takes at most `DOWNLOAD_TIMEOUT_S`
+    (`files.open_url`); after `SLOW_CHECK_AFTER_S` the transfer stops as soon as its pace so far
+    would miss the deadline. Raises TimeoutError (an OSError, like the network's own errors) then;
+    a failed download leaves no file behind."""
     from tqdm.auto import tqdm
 
     start, done = time.monotonic(), 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "cifarkit"})
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-                tqdm(total=response.length, unit="B", unit_scale=True, desc="CIFAR-10", mininterval=1.0) as bar:
-            total = response.length
-            while chunk := response.read1(1 << 16):
-                f.write(chunk)
-                bar.update(len(chunk))
-                done += len(chunk)
-                _check_pace(done, total, time.monotonic() - start, deadline)
+    with atomic_write(dst) as f, open_url(url, DOWNLOAD_TIMEOUT_S) as response, \
+            tqdm(total=response.length, unit="B", unit_scale=True, desc="CIFAR-10", mininterval=1.0) as bar:
+        total = response.length
+        while chunk := response.read1(1 << 16):
+            f.write(chunk)
+            bar.update(len(chunk))
+            done += len(chunk)
+            _check_pace(done, total, time.monotonic() - start, deadline)
         if total and done < total:
             raise ConnectionError(f"the server closed the connection after {done / 1e6:.1f} of {total / 1e6:.0f} MB")
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def _check_pace(done: int, total: int | None, elapsed: float, deadline: float) -> None:
@@ -466,8 +446,8 @@ def _network_state(timeout: float = PROBE_TIMEOUT_S, refresh: bool = False) -> t
     """`network_available`'s answer and, when it is False, why (one phrase)."""
     timeout = number_in("timeout", timeout, 0, 60, lo_open=True)
     refresh = _check_flag("refresh", refresh)
-    announced = _env_flag(NETWORK_ENV)
-    if _env_flag(OFFLINE_ENV):
+    announced = settings.network()
+    if settings.offline():
         return False, ANNOUNCED_OFFLINE if announced is not None else f"{OFFLINE_ENV}=1 is set"
     if announced is not None:
         return announced, ANNOUNCED_OFFLINE

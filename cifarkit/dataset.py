@@ -81,8 +81,7 @@ def stratified_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Ten
     The result is sorted, so the subset keeps the original order. Deterministic for a given seed.
     """
     labels = torch.as_tensor(labels).cpu()
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = non_negative_int("n", n)
     if n >= len(labels):
         return torch.arange(len(labels))
     gen = torch.Generator().manual_seed(seed)

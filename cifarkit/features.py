@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from . import devices
 from .loader import FeatureLoader
+from .runtime import eval_mode
 
 
 @dataclass
@@ -58,13 +59,12 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
     device = devices.resolve_device(device if device is not None else getattr(loader, "device", "auto"))
     precision = devices.resolve_precision(precision, device)
     channels_last = (precision != "32") if channels_last is None else channels_last
-    was_training = backbone.training
-    backbone.eval().to(device)
-    if channels_last:
-        backbone.to(memory_format=torch.channels_last)
     feats, labels = [], []
     start = perf_counter()
-    try:
+    with eval_mode(backbone):
+        backbone.to(device)
+        if channels_last:
+            backbone.to(memory_format=torch.channels_last)
         for x, y in tqdm(loader, desc="extracting features", disable=not progress, leave=False):
             x = x.to(device)
             if channels_last and x.dim() == 4:
@@ -73,8 +73,6 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
                 out = backbone(x)
             feats.append(out.float().flatten(1))
             labels.append(y.to(device))
-    finally:
-        backbone.train(was_training)
     return Features(torch.cat(feats), torch.cat(labels), perf_counter() - start)
 
 

@@ -54,6 +54,9 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
+from .runtime import eval_mode
+from .validation import non_negative_int, number_in, positive_int
+
 __all__ = [
     "FreezeSummary",
     "count_parameters",
@@ -203,11 +206,7 @@ def _unfreeze_modules(model: nn.Module, modules) -> int:
 
 def _exact_fraction(fraction) -> Fraction:
     """Validate `fraction` and return it as an exact decimal Fraction."""
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
-    value = float(fraction)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    value = number_in("fraction", fraction, 0, 1)
     if isinstance(fraction, (numbers.Rational)):
         return Fraction(fraction)
     return Fraction(repr(value))  # "0.3" -> 3/10 exactly
@@ -373,9 +372,7 @@ def recalibrate_bn(model: nn.Module, batches, max_batches: int | None = None) ->
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"recalibrate_bn() needs an nn.Module, got {type(model).__name__}")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
-                                    or max_batches < 1):
-        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    max_batches = positive_int("max_batches", max_batches, optional=True)
     batches = iter(batches)
     if max_batches is not None:
         batches = itertools.islice(batches, max_batches)
@@ -422,9 +419,7 @@ def time_train_steps(models: dict, batch, rounds: int = 10, warmup: int = 2, los
     """
     if not isinstance(models, dict) or not models:
         raise ValueError(f"models must be a non-empty dict of name -> model, got {models!r}")
-    for name, value, low in (("rounds", rounds, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    rounds, warmup = positive_int("rounds", rounds), non_negative_int("warmup", warmup)
     for name, m in models.items():
         if not isinstance(m, nn.Module):
             raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(m).__name__}")
@@ -511,14 +506,11 @@ def norm_output_spread(model: nn.Module, x: torch.Tensor, names=None) -> dict:
         worst["max_abs_mean"] = max(worst["max_abs_mean"], mean.abs().max().item())
         worst["std_factor"] = max(worst["std_factor"], std.max().item(), 1.0 / max(std.min().item(), 1e-30))
 
-    was_training = model.training
     hooks = [modules[n].register_forward_hook(measure) for n in names]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return worst

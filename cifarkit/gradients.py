@@ -17,10 +17,11 @@ Grouping (``by``):
 * ``"module"``: one entry per layer, i.e. per module that owns parameters directly
   (``"layer1.0.conv1"``, ``"layer1.0.bn1"``, ``"fc"``).
 * ``"block"`` (default): parameters inside a *block* -- a module whose class is one of
-  ``block_types`` (default `default_block_types()`: torchvision's ``BasicBlock`` and ``Bottleneck``
-  and cifarkit's `SmallBlock` and `GatedBlock`) -- form one group named after the outermost such
-  block (``"layer1.0"``, ``"body.layer3.1"``, ``"features.2.gate_block"``); every other parameter is
-  grouped by its layer as with ``"module"`` (``"conv1"``, ``"bn1"``, ``"fc"``).
+  ``block_types`` (default: torchvision's ``BasicBlock`` and ``Bottleneck``, `default_block_types()`,
+  and every class that says ``is_block = True``, such as cifarkit's `SmallBlock` and `GatedBlock`)
+  -- form one group named after the outermost such block (``"layer1.0"``, ``"body.layer3.1"``,
+  ``"features.2.gate_block"``); every other parameter is grouped by its layer as with
+  ``"module"`` (``"conv1"``, ``"bn1"``, ``"fc"``).
 * a callable ``f(parameter_name) -> group_name``.
 
 The norm of a group is the L2 norm of all its gradients taken together,
@@ -39,18 +40,24 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from .validation import positive_int
+
 __all__ = ["default_block_types", "parameter_groups", "gradient_norms", "GradientNormRecorder"]
 
 _BY = ("parameter", "module", "block")
 
 
 def default_block_types() -> tuple:
-    """The module classes that ``by="block"`` treats as blocks (torchvision and cifarkit ones)."""
+    """torchvision's residual blocks, which ``by="block"`` treats as blocks by default, besides the
+    classes that mark themselves with ``is_block = True`` (cifarkit's `SmallBlock`, `GatedBlock`)."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    from cifarkit.models import GatedBlock, SmallBlock
+    return (BasicBlock, Bottleneck)
 
-    return (BasicBlock, Bottleneck, SmallBlock, GatedBlock)
+
+def _is_block(module: nn.Module, types: tuple, marked: bool) -> bool:
+    """Whether `module` is one of `types` or, with `marked`, of a class that says ``is_block = True``."""
+    return (bool(types) and isinstance(module, types)) or (marked and getattr(type(module), "is_block", False) is True)
 
 
 def parameter_groups(model: nn.Module, by="block", block_types=None) -> "OrderedDict[str, list]":
@@ -69,7 +76,7 @@ def parameter_groups(model: nn.Module, by="block", block_types=None) -> "Ordered
         for mname, m in model.named_modules():
             for p in m.parameters(recurse=False):
                 owner.setdefault(id(p), mname)
-            if by == "block" and types and isinstance(m, types):
+            if by == "block" and _is_block(m, types, marked=block_types is None):
                 for p in m.parameters():
                     block_of.setdefault(id(p), mname)  # named_modules is outer-first
 
@@ -101,8 +108,8 @@ def gradient_norms(model: nn.Module, loss: torch.Tensor | None = None, by="block
             ``.grad`` as usual, so zero them before if needed).
         by: ``"block"`` (default), ``"module"``, ``"parameter"`` or a callable; see the module
             docstring.
-        block_types: classes counted as blocks for ``by="block"`` (default
-            `default_block_types()`).
+        block_types: classes counted as blocks for ``by="block"`` (default: see the module
+            docstring).
 
     Returns an ``OrderedDict`` group name -> float. Frozen parameters are skipped (a fully
     frozen group is absent); a trainable parameter without ``.grad`` counts as zero.
@@ -149,8 +156,7 @@ class GradientNormRecorder:
     """
 
     def __init__(self, model: nn.Module, by="block", block_types=None, every: int = 1):
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}")
+        every = positive_int("every", every)
         self.model, self.by, self.block_types, self.every = model, by, block_types, every
         parameter_groups(model, by, block_types)  # validate early
         self._history: list = []

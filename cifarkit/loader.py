@@ -103,10 +103,18 @@ class Batches:
     def __iter__(self):
         n = self.num_samples
         order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
+        self._start_pass()
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
             idx = order[sl] if order is not None else sl
-            yield self.transform(self.x[idx]), self.y[idx]
+            yield self._batch(idx)
+
+    def _start_pass(self) -> None:
+        """Called once at the start of every pass over the data (after the shuffle is drawn)."""
+
+    def _batch(self, idx) -> tuple:
+        """The batch of the items `idx` (indices or a slice)."""
+        return self.transform(self.x[idx]), self.y[idx]
 
     def state_dict(self) -> dict:
         """The generator state, so a resumed run draws the same batches as an uninterrupted one."""
@@ -162,6 +170,10 @@ class TensorLoader(Batches):
         augment: random crop with `crop_padding` pixels of padding (``pad_mode`` "zeros" or
             "reflect"), then random horizontal flip, then (when `cutout` > 0) a `cutout` x `cutout`
             square set to the mean colour (`random_cutout`).
+        alternating_flip: with `augment`, replace the random flip by airbench's alternating
+            flip: a random half of the images is chosen once (``flip_base``, drawn here from the
+            loader's generator); odd passes (the 1st, 3rd, ...) flip that half, even passes
+            flip the other half, so every image is seen both ways in turn.
         normalize: subtract `mean` and divide by `std` (on the 0..1 scale); else just scale to 0..1.
         resize: output side length (e.g. 224 for ImageNet models), bilinear, after augmentation.
         device: where the data and batches live ("auto" picks the GPU when there is one).
@@ -181,7 +193,8 @@ class TensorLoader(Batches):
                  augment: bool = False, normalize: bool = True, resize: int | None = None,
                  device="auto", seed: int = 0, n: int | None = None, crop_padding: int = 4,
                  pad_mode: str = "zeros", mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=torch.contiguous_format,
-                 tag: str | None = None, cutout: int = 0, num_classes: int | None = 10):
+                 tag: str | None = None, cutout: int = 0, num_classes: int | None = 10,
+                 alternating_flip: bool = False):
         x, y = _tensor("x", x), _tensor("y", y)
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise TypeError(f"x must be a uint8 tensor N x C x H x W, got {x.dtype} {tuple(x.shape)}")
@@ -196,6 +209,10 @@ class TensorLoader(Batches):
             raise ValueError(f"std must be positive for every channel, got {std}")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        if not isinstance(alternating_flip, bool):
+            raise WrongTypeError(f"alternating_flip must be True or False, got {alternating_flip!r}")
+        if alternating_flip and not augment:
+            raise ValueError("alternating_flip needs augment=True (it replaces the random flip)")
         if n is not None:
             idx = stratified_indices(y, n, integer("seed", seed))
             x, y = x[idx], y[idx]
@@ -206,15 +223,46 @@ class TensorLoader(Batches):
         scale = 255.0
         self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * scale
         self._inv_std = 1.0 / (torch.tensor(std, device=self.device).view(1, -1, 1, 1) * scale)
+        self.alternating_flip, self.passes = alternating_flip, 0
+        self.flip_base = ((torch.rand(len(self.y), generator=self.generator) < 0.5).to(self.device)
+                          if alternating_flip else None)
 
+    def _start_pass(self) -> None:
+        self.passes += 1
 
-    def transform(self, xb: torch.Tensor, train: bool | None = None) -> torch.Tensor:
-        """uint8 batch -> float batch: (augment), normalise, (resize), memory format."""
+    def _batch(self, idx) -> tuple:
+        flip = None
+        if self.alternating_flip:
+            flip = self.flip_base[idx] if self.passes % 2 else ~self.flip_base[idx]
+        return self.transform(self.x[idx], flip=flip), self.y[idx]
+
+    def state_dict(self) -> dict:
+        """The generator state, and with `alternating_flip` the pass count and the flipped half."""
+        state = super().state_dict()
+        if self.alternating_flip:
+            state.update(passes=self.passes, flip_base=self.flip_base.cpu())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.alternating_flip and "flip_base" in state:
+            if len(state["flip_base"]) != len(self.y):
+                raise ValueError(f"the saved alternating flip covers {len(state['flip_base'])} images, "
+                                 f"this loader has {len(self.y)}")
+            self.passes, self.flip_base = int(state["passes"]), state["flip_base"].to(self.device, torch.bool)
+
+    def transform(self, xb: torch.Tensor, train: bool | None = None, flip: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 batch -> float batch: (augment), normalise, (resize), memory format.
+
+        `flip`: a bool per image, which images to mirror (instead of a random half) when augmenting."""
         augment = self.augment if train is None else train
         if augment:
             if self.crop_padding:
                 xb = random_crop(xb, self.crop_padding, self.generator, self.pad_mode)
-            xb = random_flip(xb, self.generator)
+            if flip is None:
+                xb = random_flip(xb, self.generator)
+            else:
+                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         xb = xb.float()
         xb = (xb - self._mean) * self._inv_std if self.normalize else xb / 255.0
         if augment and self.cutout:

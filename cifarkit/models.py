@@ -1,10 +1,10 @@
-"""The networks the notebooks train, and the weight loading they share.
+"""The networks the notebooks train.
 
 * `ResNetForCifar`: torchvision's ResNet-18 body with a 512-100-10 head (optionally with the
   softmax-in-forward mistake that one notebook studies).
-* `resnet152_transfer`: a torchvision ResNet-152 with a new classifier and a frozen backbone,
-  and `set_frozen_bn_eval` to keep its frozen BatchNorm statistics fixed.
-* `remove_skip_connections` / `unfreeze`: the skip-connection ablation on torchvision ResNets.
+* `resnet152_transfer`: a torchvision ResNet-152 with a new classifier and a frozen backbone
+  (`cifarkit.freezing` freezes it and keeps its frozen BatchNorm statistics fixed).
+* `remove_skip_connections`: the skip-connection ablation on torchvision ResNets.
 * `SmallResNet`: CIFAR-style 3x3-stem nets, plain or residual, for the depth experiment of
   He et al. (2016).
 * `GatedBlock` / `GatedCNN`: a CNN whose blocks mix several parallel convolutions with
@@ -12,42 +12,13 @@
 * `SpeedrunNet`: the compact residual net of the speedrun notebook, with a whitened stem
   (`patch_whitening_filters`).
 
-Pretrained weights
-------------------
-Every builder that can start from ImageNet takes ``weights`` and passes it to `apply_weights`:
-
-* ``None``: random initialisation.
-* ``"imagenet"``: torchvision's ``IMAGENET1K_V1`` weights for the backbone. The file is read from
-  the torch hub cache (``torch.hub.get_dir()/checkpoints/<file>``) when it is there, and otherwise
-  downloaded into that cache. Every network wait (name lookup, connection, each read) is
-  bounded by ``DOWNLOAD_TIMEOUT_S`` (15 s), so without network and without the file
-  `WeightsUnavailableError` comes within about 30 s at worst (at once when name lookup fails,
-  as on an offline machine); its message names the file and the directory to copy it into.
-* ``"auto"``: like ``"imagenet"``, but if the weights cannot be had, the model keeps its random
-  initialisation and a `UserWarning` gives the reason.
-* a path (``str`` or ``os.PathLike``) to a file written with ``torch.save(state_dict)``. Two kinds
-  of file are accepted: a state dict of *this whole model* (e.g. ``model.state_dict()`` of a
-  `ResNetForCifar` saved after training), which is loaded strictly; or a state dict of the
-  plain *torchvision backbone* (e.g. ``torchvision.models.resnet18().state_dict()``, or the
-  downloaded ``resnet18-f37072fd.pth`` itself), whose ``fc.*`` entries are ignored and whose other
-  entries must match the backbone exactly. A dict that wraps the state dict under ``"model"``
-  or ``"state_dict"`` is unwrapped, and ``module.`` / ``_orig_mod.`` prefixes (DataParallel,
-  torch.compile) are stripped. Anything else raises `ValueError` listing the mismatched keys.
-
-Every model built this way records what happened in ``model.weights_source``: ``"random"``,
-``"imagenet"``, ``"file:<path>"`` or ``"random (imagenet unavailable)"``.
+Pretrained weights (``weights=None / "imagenet" / "auto" / a path``) are loaded by
+`cifarkit.weights.apply_weights`; each model built with them records ``model.weights_source``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import threading
-import urllib.parse
-import urllib.request
-import warnings
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -55,22 +26,17 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from cifarkit.callbacks import atomic_write, safe_load
-from cifarkit.freezing import set_frozen_bn_eval, unfreeze  # noqa: F401  (re-exported)
+from .freezing import freeze_initial, unfreeze
+from .runtime import eval_mode
+from .validation import flag, number_in, positive_int, positive_ints
+from .weights import apply_weights, read_state_dict
 
 __all__ = [
-    "WeightsUnavailableError",
-    "DOWNLOAD_TIMEOUT_S",
-    "imagenet_weights_path",
-    "imagenet_state_dict",
-    "apply_weights",
     "ResNetForCifar",
     "resnet152_transfer",
-    "set_frozen_bn_eval",
     "remove_skip_connections",
     "NoSkipBasicBlock",
     "NoSkipBottleneck",
-    "unfreeze",
     "SmallBlock",
     "SmallResNet",
     "GatedBlock",
@@ -80,226 +46,6 @@ __all__ = [
     "patch_whitening_filters",
 ]
 
-#: Seconds allowed for each network wait (name lookup, connect, each read) of a weights download.
-DOWNLOAD_TIMEOUT_S = 15.0
-
-_ARCH_WEIGHTS = "IMAGENET1K_V1"
-_AUTO_HINT = " weights='auto' falls back to random initialisation instead of failing."
-
-
-class WeightsUnavailableError(RuntimeError):
-    """ImageNet weights were asked for but are neither cached nor downloadable."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Weights
-# ----------------------------------------------------------------------------------------------
-
-def _weights_enum(arch: str):
-    """torchvision's IMAGENET1K_V1 weights entry for `arch` (e.g. "resnet18")."""
-    if not isinstance(arch, str):
-        raise TypeError(f"arch must be a torchvision model name (str), got {type(arch).__name__}")
-    try:
-        enum = torchvision.models.get_model_weights(arch)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"unknown torchvision architecture {arch!r}") from e
-    try:
-        return enum[_ARCH_WEIGHTS]
-    except KeyError as e:
-        raise ValueError(f"torchvision has no {_ARCH_WEIGHTS} weights for {arch!r}") from e
-
-
-def imagenet_weights_path(arch: str) -> Path:
-    """Where the ImageNet weights file for `arch` lives in the torch hub cache.
-
-    E.g. ``~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth``. Copying the file there by hand
-    makes ``weights="imagenet"`` work offline.
-    """
-    url = _weights_enum(arch).url
-    name = os.path.basename(urllib.parse.urlparse(url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
-def _resolve_host(host: str, timeout: float) -> None:
-    """Look `host` up in a helper thread, so that a dead resolver cannot stall us past `timeout`."""
-    import socket
-
-    result: dict = {}
-
-    def work():
-        try:
-            socket.getaddrinfo(host, 443)
-            result["ok"] = True
-        except OSError as e:  # socket.gaierror is an OSError
-            result["error"] = e
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise TimeoutError(f"looking up {host} took more than {timeout:g} s")
-    if "error" in result:
-        raise result["error"]
-
-
-def _download(url: str, dst: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Download `url` to `dst` atomically, waiting at most `timeout` s for any network step.
-
-    If the file name carries a hash prefix (torchvision's ``name-<sha256 prefix>.pth``), the
-    download is checked against it. Raises an exception on any failure; leaves no partial file.
-    """
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme not in urllib.request.getproxies():  # behind a proxy the proxy resolves names
-        _resolve_host(urllib.parse.urlparse(url).hostname or "", timeout)
-    dst = Path(dst)
-    print(f"cifarkit: downloading {url} to {dst}")
-    digest = hashlib.sha256()
-    with atomic_write(dst) as f, urllib.request.urlopen(url, timeout=timeout) as response:
-        while True:
-            chunk = response.read(1 << 20)
-            if not chunk:
-                break
-            digest.update(chunk)
-            f.write(chunk)
-        m = re.search(r"-([a-f0-9]+)\.", dst.name)
-        if m and not digest.hexdigest().startswith(m.group(1)):
-            raise RuntimeError(f"the downloaded file does not match the hash prefix {m.group(1)!r} "
-                               f"in its name (corrupt or truncated download)")
-
-
-def _read_state_dict(path) -> dict:
-    """torch.load a state dict (tensors only) from `path`, unwrapping common containers.
-
-    Loaded safely (``weights_only=True``, see `cifarkit.callbacks.safe_load`): a file that would
-    run code when unpickled is refused with a one-line `ValueError`, as is an unreadable one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    try:
-        obj = safe_load(path, "state dict")
-    except ValueError as e:
-        raise ValueError(f"{e}; save one with torch.save(model.state_dict(), path)") from None
-    for key in ("model", "state_dict", "model_state_dict", "model_state"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{str(path)!r} does not hold a state dict (a dict of tensors)")
-    for prefix in ("module.", "_orig_mod."):
-        if obj and all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return obj
-
-
-def imagenet_state_dict(arch: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> dict:
-    """torchvision's ImageNet (IMAGENET1K_V1) state dict for `arch`, from the cache or the network.
-
-    Reads `imagenet_weights_path(arch)` when it exists; otherwise downloads it there, waiting at
-    most `timeout` seconds for any single network step. Raises `WeightsUnavailableError`, with
-    instructions, when neither works.
-    """
-    entry = _weights_enum(arch)
-    path = imagenet_weights_path(arch)
-    if not path.is_file():
-        try:
-            _download(entry.url, path, timeout)
-        except Exception as e:
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {arch} are not available: {path} does not exist and "
-                f"downloading {entry.url} failed ({type(e).__name__}: {e}). To fix it, either "
-                f"(1) run this once with internet access (the file is then cached), "
-                f"(2) copy the file {path.name} into {path.parent}/ , or "
-                f"(3) pass weights='/path/to/{path.name}' (any state dict file works)."
-                + _AUTO_HINT
-            ) from e
-    try:
-        return _read_state_dict(path)
-    except ValueError as e:
-        raise WeightsUnavailableError(f"the cached weights file {path} is unreadable; delete it "
-                                      f"and try again ({e})") from e
-
-
-def _load_backbone(backbone: nn.Module, state: dict, what: str) -> None:
-    """Load a torchvision-style state dict into `backbone`, ignoring every ``fc.*`` entry."""
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    target = {k: v for k, v in backbone.state_dict().items() if not k.startswith("fc.")}
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    if missing or unexpected:
-        raise ValueError(f"{what} does not match the backbone: missing keys {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                         f"{' ...' if len(unexpected) > 5 else ''}")
-    bad = [k for k in target if target[k].shape != state[k].shape]
-    if bad:
-        raise ValueError(f"{what} has wrong shapes for {bad[:5]}, e.g. {bad[0]}: "
-                         f"{tuple(state[bad[0]].shape)} vs {tuple(target[bad[0]].shape)}")
-    backbone.load_state_dict(state, strict=False)
-
-
-def _load_file(model: nn.Module, path, backbone: nn.Module | None) -> None:
-    """Load a whole-model or a backbone state dict file into `model` (see the module docstring)."""
-    state = _read_state_dict(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if not (missing or unexpected or bad):
-        model.load_state_dict(state)
-        return
-    if missing or unexpected:
-        whole = f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
-    else:
-        whole = (f"wrong shapes, e.g. {bad[0]}: {tuple(state[bad[0]].shape)} vs "
-                 f"{tuple(own[bad[0]].shape)} (saved from a model with another num_classes?)")
-    if backbone is None:
-        raise ValueError(f"{str(path)!r} does not match the model: {whole}")
-    try:  # e.g. a torchvision checkpoint with a 1000-class fc for a transfer model
-        _load_backbone(backbone, state, "it")
-    except ValueError as e:
-        raise ValueError(f"{str(path)!r} fits neither the whole model ({whole}) nor the "
-                         f"backbone ({e})") from None
-
-
-def apply_weights(model: nn.Module, weights, arch: str, backbone: nn.Module | None = None) -> str:
-    """Initialise `model` (in place) according to `weights`; return and record the source.
-
-    Args:
-        model: the freshly built model (randomly initialised).
-        weights: ``None``, ``"imagenet"``, ``"auto"`` or a path; see the module docstring.
-        arch: the torchvision architecture whose ImageNet weights fit the backbone ("resnet18").
-        backbone: the submodule whose parameter names are torchvision's (``model.body`` of
-            `ResNetForCifar`; the model itself for `resnet152_transfer`). Defaults to `model`.
-
-    Sets ``model.weights_source`` to ``"random"``, ``"imagenet"``, ``"file:<path>"`` or
-    ``"random (imagenet unavailable)"`` and returns it.
-    """
-    backbone = model if backbone is None else backbone
-    if weights is None:
-        source = "random"
-    elif isinstance(weights, str) and weights in ("imagenet", "auto"):
-        try:
-            _load_backbone(backbone, imagenet_state_dict(arch), f"the {arch} ImageNet weights")
-            source = "imagenet"
-        except WeightsUnavailableError as e:
-            if weights == "imagenet":
-                raise
-            reason = str(e).removesuffix(_AUTO_HINT)
-            warnings.warn(f"weights='auto': using random initialisation. {reason}",
-                          UserWarning, stacklevel=3)
-            source = "random (imagenet unavailable)"
-    elif isinstance(weights, (str, os.PathLike)):
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(f"weights={str(weights)!r} is neither None, 'imagenet', 'auto' nor an "
-                             f"existing state dict file")
-        _load_file(model, path, backbone)
-        source = f"file:{path}"
-    else:
-        raise TypeError(f"weights must be None, 'imagenet', 'auto' or a path, got "
-                        f"{type(weights).__name__}")
-    model.weights_source = source
-    return source
-
 
 # ----------------------------------------------------------------------------------------------
 # ResNet-18 with a 512-100-10 head
@@ -308,7 +54,7 @@ def apply_weights(model: nn.Module, weights, arch: str, backbone: nn.Module | No
 def checkpoint_stem(path) -> str:
     """``"cifar"`` or ``"imagenet"``: the stem of the `ResNetForCifar` saved in the state dict file
     at `path` (a 3x3 or a 7x7 ``conv1``; pruned state dicts with ``weight_orig`` too)."""
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     conv1 = state.get("body.conv1.weight", state.get("body.conv1.weight_orig"))
     if conv1 is None:
         raise ValueError(f"{str(path)!r} holds no ResNetForCifar (no body.conv1 weight)")
@@ -394,24 +140,22 @@ def resnet152_transfer(num_classes: int = 10, weights="auto", freeze_backbone: b
             ``"imagenet"``, ``None`` or a state dict path; see `apply_weights`. The new ``fc`` is
             never taken from ImageNet; a whole-model file (saved from this function's model)
             restores it too.
-        freeze_backbone: set ``requires_grad=False`` on every parameter except ``fc``'s.
-        frozen_bn_eval: with a frozen backbone, pin its BatchNorm layers to eval mode via
-            `set_frozen_bn_eval` (running statistics stay ImageNet's even in ``model.train()``).
+        freeze_backbone: set ``requires_grad=False`` on every parameter except ``fc``'s
+            (`cifarkit.freezing.freeze_initial` of all, then `unfreeze` of ``fc``).
+        frozen_bn_eval: with a frozen backbone, pin its BatchNorm layers to eval mode, as
+            `set_frozen_bn_eval` does (running statistics stay ImageNet's even in ``model.train()``).
 
     The result is a plain torchvision ``ResNet`` (58,164,298 parameters for 10 classes; 20,490 in
     ``fc``), with ``weights_source`` recorded. Build the optimizer over
-    ``[p for p in model.parameters() if p.requires_grad]``.
+    `cifarkit.freezing.trainable_parameters(model)`.
     """
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    positive_int("num_classes", num_classes)
     model = torchvision.models.resnet152(weights=None)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     apply_weights(model, weights, "resnet152", backbone=model)
     if freeze_backbone:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("fc."))
-        if frozen_bn_eval:
-            set_frozen_bn_eval(model)
+        freeze_initial(model, 1.0, bn_eval=frozen_bn_eval)
+        unfreeze(model, "fc")
     return model
 
 
@@ -482,8 +226,8 @@ def remove_skip_connections(model: nn.Module, blocks=_DEFAULT_ABLATION,
     `NoSkipBottleneck`) whose forward computes ``relu(main_path(x))`` instead of
     ``relu(main_path(x) + identity)``. Nothing else changes: the ``downsample`` module of a
     first-in-layer block stays in place (state dict keys are unchanged) but is no longer used,
-    so its parameters get no gradient. ``requires_grad`` flags are left alone; use `unfreeze`
-    on the returned names to train the ablated blocks.
+    so its parameters get no gradient. ``requires_grad`` flags are left alone; use
+    `cifarkit.freezing.unfreeze` on the returned names to train the ablated blocks.
 
     Returns the names of the ablated blocks, e.g. ``["layer1.2", "layer2.5", ...]``.
     Raises ValueError for a missing layer or an out-of-range index, TypeError for a block that
@@ -535,6 +279,8 @@ class SmallBlock(nn.Module):
     residual nets have exactly the same weights.
     """
 
+    is_block = True  # `cifarkit.gradients` groups its parameters as one block
+
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, residual: bool = True):
         super().__init__()
         if out_ch < in_ch:
@@ -572,9 +318,7 @@ class SmallResNet(nn.Module):
     def __init__(self, depth_per_stage: int = 3, residual: bool = True, widths=(16, 32, 64),
                  num_classes: int = 10):
         super().__init__()
-        if not isinstance(depth_per_stage, int) or isinstance(depth_per_stage, bool) \
-                or depth_per_stage < 1:
-            raise ValueError(f"depth_per_stage must be a positive int, got {depth_per_stage!r}")
+        positive_int("depth_per_stage", depth_per_stage)
         widths = tuple(widths)
         if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
             raise ValueError(f"widths must be positive ints, got {widths!r}")
@@ -630,12 +374,12 @@ class GatedBlock(nn.Module):
     """
 
     GATE_INITS = ("default", "open")
+    is_block = True  # `cifarkit.gradients` groups its parameters as one block
 
     def __init__(self, in_ch: int, out_ch: int, n_convs: int = 3, gate_init: str = "default"):
         super().__init__()
         for name, v in (("in_ch", in_ch), ("out_ch", out_ch), ("n_convs", n_convs)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            positive_int(name, v)
         if gate_init not in self.GATE_INITS:
             raise ValueError(f"gate_init must be one of {self.GATE_INITS}, got {gate_init!r}")
         self.in_ch, self.out_ch, self.n_convs = in_ch, out_ch, n_convs
@@ -689,16 +433,11 @@ class GatedCNN(nn.Module):
                  dropout: float = 0.3, num_classes: int = 10, hidden: int = 256,
                  gate_init: str = "default"):
         super().__init__()
-        widths = tuple(widths)
-        if len(widths) != 5 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
-                                       for w in widths):
-            raise ValueError(f"widths must be exactly 5 positive ints (32x32 -> 1x1 through five "
-                             f"2x2 poolings), got {widths!r}")
+        widths = positive_ints("widths", widths, 5, " (32x32 -> 1x1 through five 2x2 poolings)")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         for name, v in (("num_classes", num_classes), ("hidden", hidden)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            positive_int(name, v)
         self.widths = widths
         stages, in_ch = [], 3
         for w in widths:
@@ -730,26 +469,24 @@ class GatedCNN(nn.Module):
         gradients, and restores the previous mode. Row i holds block i's gates averaged over the
         batch; the per-image gates stay in ``block.last_gates`` afterwards.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             self(x)
-        finally:
-            self.train(was_training)
         return torch.stack([blk.last_gates.float().mean(dim=0) for blk in self.gated_blocks])
 
 
 # --------------------------------------------------------------------------- speedrun network
 
-def _speedrun_norm(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm with a fixed scale of 1 (only the shift is learned) and fast-moving statistics.
+def _speedrun_norm(channels: int, eps: float = 1e-5, frozen_weight: bool = True) -> nn.BatchNorm2d:
+    """BatchNorm with fast-moving statistics and, by default, a fixed scale of 1 (only the shift
+    is learned).
 
     The convolutions before it are scale-free under BatchNorm, so a learned scale adds nothing but
-    noise in a 15-epoch run; a momentum of 0.4 lets the running statistics keep up with weights
-    that change quickly under a high learning rate.
+    noise in a 15-epoch run; a momentum of 0.4 (airbench's 0.6 in its own convention, the weight
+    of the old statistics) lets the running statistics keep up with weights that change quickly
+    under a high learning rate. `eps` is added to the variance (airbench uses 1e-12).
     """
-    bn = nn.BatchNorm2d(channels, momentum=0.4, eps=1e-5)
-    bn.weight.requires_grad_(False)
+    bn = nn.BatchNorm2d(channels, momentum=0.4, eps=eps)
+    bn.weight.requires_grad_(not frozen_weight)
     return bn
 
 
@@ -764,27 +501,38 @@ def _dirac_init(conv: nn.Conv2d) -> None:
 
 
 class SpeedrunStage(nn.Module):
-    """Conv 3x3 -> 2x2 max-pool -> BN -> GELU, then one residual conv: ``y + GELU(BN(conv(y)))``.
+    """Conv 3x3 -> 2x2 max-pool -> BN -> GELU, then a second conv 3x3 -> BN -> GELU.
 
-    Pooling right after the first convolution (before BN) lets the residual convolution run at
-    a quarter of the pixels, which is where most of the saved compute comes from. Both
-    convolutions start close to the identity (`_dirac_init`), so a fresh network already passes
-    the whitened image through.
+    With ``residual=True`` (the ``speedrun`` recipe) the second convolution is a residual branch,
+    ``y + GELU(BN(conv(y)))``; with ``residual=False`` (``speedrun-v3``, airbench's block) the two
+    convolutions simply follow each other. Pooling right after the first convolution (before BN)
+    lets the second convolution run at a quarter of the pixels, which is where most of the saved
+    compute comes from. Both convolutions start close to the identity (`_dirac_init`), so a fresh
+    network already passes the whitened image through.
+
+    Args:
+        in_ch, out_ch: channels in and out.
+        residual: add the second convolution's output to its input (see above).
+        bn_eps: the BatchNorms' epsilon.
+        freeze_bn_weights: keep the BatchNorms' scales at 1 (only their shifts learn).
     """
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, residual: bool = True, bn_eps: float = 1e-5,
+                 freeze_bn_weights: bool = True):
         super().__init__()
+        self.residual = residual
         self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
-        self.bn = _speedrun_norm(out_ch)
+        self.bn = _speedrun_norm(out_ch, bn_eps, freeze_bn_weights)
         self.res_conv = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.res_bn = _speedrun_norm(out_ch)
+        self.res_bn = _speedrun_norm(out_ch, bn_eps, freeze_bn_weights)
         _dirac_init(self.conv)
         _dirac_init(self.res_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.gelu(self.bn(self.pool(self.conv(x))))
-        return y + F.gelu(self.res_bn(self.res_conv(y)))
+        z = F.gelu(self.res_bn(self.res_conv(y)))
+        return y + z if self.residual else z
 
 
 def patch_whitening_filters(images: torch.Tensor, kernel_size: int = 2, eps: float = 5e-4) -> torch.Tensor:
@@ -808,14 +556,18 @@ def patch_whitening_filters(images: torch.Tensor, kernel_size: int = 2, eps: flo
 
 
 class SpeedrunNet(nn.Module):
-    """A compact residual network for fast CIFAR-10 training (notebook 07, recipe ``speedrun``).
+    """A compact network for fast CIFAR-10 training (notebook 07, recipes ``speedrun`` and
+    ``speedrun-v3``).
 
     * Stem: a 2x2 convolution whose filters whiten the image patches (`init_whitening`, from a
       sample of the training images; the filters stay fixed, their biases learn), then GELU.
-    * One `SpeedrunStage` per width (each halves the side: 31 -> 15 -> 7 -> 3).
+      ``whitening=False`` makes it an ordinary learnable convolution of the same shape
+      (default initialisation; `init_whitening` then does nothing), for ablations.
+    * One `SpeedrunStage` per width (each halves the side: 31 -> 15 -> 7 -> 3), residual or
+      plain (`residual`).
     * A global max-pool and a bias-free linear classifier whose logits are multiplied by
       ``logit_scale`` (a small scale keeps the first softmax soft, which label smoothing and a
-      high learning rate like).
+      high learning rate like); ``logit_scale=None`` divides by the last width, as airbench does.
 
     Ideas from the published fast-training work (Page's DAWNBench ResNet; tysam-code's hlb-cifar10
     and Keller Jordan's airbench): whitened patches, identity-initialised convolutions, few wide
@@ -825,34 +577,44 @@ class SpeedrunNet(nn.Module):
         widths: channels of each stage; default (64, 256, 256): 1,972,792 parameters, about
             0.12 GMAC per 32x32 image forward.
         num_classes: outputs.
-        logit_scale: multiplies the logits (default 1/9).
+        logit_scale: multiplies the logits (default 1/9; None: 1 / widths[-1]).
         whiten_kernel: side of the whitening filters (2: 24 filters of 2x2x3).
+        residual: the stages' second convolution is a residual branch (see `SpeedrunStage`).
+        bn_eps: epsilon of every BatchNorm.
+        freeze_bn_weights: keep every BatchNorm's scale at 1 (False: the scales learn too).
+        whitening: fixed whitening filters in the stem (False: a learnable stem).
     """
 
-    def __init__(self, widths=(64, 256, 256), num_classes: int = 10, logit_scale: float = 1 / 9,
-                 whiten_kernel: int = 2):
+    def __init__(self, widths=(64, 256, 256), num_classes: int = 10, logit_scale: float | None = 1 / 9,
+                 whiten_kernel: int = 2, residual: bool = True, bn_eps: float = 1e-5,
+                 freeze_bn_weights: bool = True, whitening: bool = True):
         super().__init__()
-        widths = tuple(widths)
-        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-            raise ValueError(f"widths must be one or more positive ints (one per stage), got {widths!r}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if not isinstance(whiten_kernel, int) or whiten_kernel < 1:
-            raise ValueError(f"whiten_kernel must be a positive int, got {whiten_kernel!r}")
-        self.widths, self.logit_scale = widths, float(logit_scale)
+        widths = positive_ints("widths", widths, what=" (one per stage)")
+        positive_int("num_classes", num_classes)
+        positive_int("whiten_kernel", whiten_kernel)
+        for name, value in (("residual", residual), ("freeze_bn_weights", freeze_bn_weights),
+                            ("whitening", whitening)):
+            flag(name, value)
+        number_in("bn_eps", bn_eps, 0, 1, lo_open=True, hi_open=True)
+        logit_scale = 1.0 / widths[-1] if logit_scale is None else float(logit_scale)
+        self.widths, self.logit_scale, self.whitening = widths, logit_scale, whitening
         stem_width = 2 * 3 * whiten_kernel ** 2
         self.whiten = nn.Conv2d(3, stem_width, whiten_kernel, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)
+        self.whiten.weight.requires_grad_(not whitening)
         nn.init.zeros_(self.whiten.bias)
         chans = (stem_width, *widths)
-        self.stages = nn.Sequential(*[SpeedrunStage(a, b) for a, b in zip(chans, chans[1:])])
+        self.stages = nn.Sequential(*[SpeedrunStage(a, b, residual, bn_eps, freeze_bn_weights)
+                                      for a, b in zip(chans, chans[1:])])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(widths[-1], num_classes, bias=False)
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor) -> None:
         """Set the stem's filters from `images`: normalised float images N x 3 x H x W, as the
-        network will see them (a few thousand training images are plenty)."""
+        network will see them (a few thousand training images are plenty). Does nothing when the
+        stem is learnable (``whitening=False``)."""
+        if not self.whitening:
+            return
         filters = patch_whitening_filters(images.to(self.whiten.weight.device), self.whiten.kernel_size[0])
         self.whiten.weight.copy_(filters)
 

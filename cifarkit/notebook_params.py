@@ -1,7 +1,7 @@
 """Which parameters a notebook takes, and turning ``-p NAME=VALUE`` into checked values.
 
 `notebook_parameters` asks papermill which names and defaults each notebook's ``parameters``
-cell declares; `parse_cli_parameters` parses command-line values and `_plan_parameters` decides
+cell declares; `parse_cli_parameters` parses command-line values and `plan_parameters` decides
 what each notebook gets. Values are checked against the parameter schema of `cifarkit.params`
 (type, range or choices, None allowed or not); a notebook parameter missing from the schema, or a
 notebook default that does not fit it, is an error. Used by `cifarkit.runner`.
@@ -205,8 +205,10 @@ def _parse_container(text: str) -> Any:
     return ast.literal_eval(text)
 
 
-def _guess_literal(text: str) -> Any:
-    """Parse a value when the expected type is unknown."""
+def parse_value(text: str) -> Any:
+    """The value of one ``NAME=VALUE`` text when the expected type is unknown: ``none``/``null``,
+    ``true``/``false``, a Python or JSON literal, else the text itself. The kit's one parser for
+    such values (`cifarkit run -p`, ``bench/accuracy.py --set``)."""
     low = text.strip().lower()
     if low in _NONE_WORDS:
         return None
@@ -236,7 +238,7 @@ def _parse_as(kind: str, text: str) -> Any:
                 pass
         return text
     if kind in {"NoneType", "any"}:
-        return _guess_literal(text)
+        return parse_value(text)
     if low in _NONE_WORDS:
         return None
     if kind == "bool":
@@ -252,7 +254,7 @@ def _parse_as(kind: str, text: str) -> Any:
     if kind in {"list", "tuple", "dict"}:
         value = _parse_container(stripped)
         return _check_kind(kind, value)
-    return _guess_literal(text)
+    return parse_value(text)
 
 
 def _check_kind(kind: str, value: Any) -> Any:
@@ -339,7 +341,7 @@ def parse_cli_parameters(items: Sequence[str] | None,
             out[name] = schema[name].parse(text, name)
             continue
         if kinds is None:
-            out[name] = _guess_literal(text)
+            out[name] = parse_value(text)
             continue
         kind_set = kinds[name]
         kind = next(iter(kind_set)) if len(kind_set) == 1 else "any"
@@ -377,7 +379,7 @@ def schema_problems(specs: Mapping[str, Mapping[str, ParamSpec]],
     return problems
 
 
-def _plan_parameters(specs: Mapping[str, Mapping[str, ParamSpec]],
+def plan_parameters(specs: Mapping[str, Mapping[str, ParamSpec]],
                      parameters: Mapping[str, Any] | None,
                      profile: str,
                      schema: Mapping[str, Spec] | None = None) -> dict[str, dict[str, Any]]:

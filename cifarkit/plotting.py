@@ -19,35 +19,15 @@ accuracy and validation accuracy after every epoch.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .callbacks import Callback
+from .runtime import in_kernel
+
 DEFAULT_METRICS = ("train_loss", "train_acc", "val_acc")
-
-
-def in_live_kernel() -> bool:
-    """True inside an interactive Jupyter kernel (not when CIFARKIT_HEADLESS is set)."""
-    if os.environ.get("CIFARKIT_HEADLESS", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def in_kernel() -> bool:
-    """True inside any IPython kernel (live or driven by papermill/nbval)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -65,7 +45,7 @@ def show_figure(fig: Figure, dpi: int = 100) -> None:
     display(Image(data=figure_png(fig, dpi)))
 
 
-class Animator:
+class Animator(Callback):
     """Plot data that arrives one point at a time, updating a single figure in place.
 
     Args follow d2l's `Animator`: `xlabel`, `ylabel`, `legend`, `xlim`, `ylim`, `xscale`, `yscale`,
@@ -90,7 +70,7 @@ class Animator:
         self.title = title
         self.X: list[list] | None = None
         self.Y: list[list] | None = None
-        self.live = in_live_kernel() if live is None else live
+        self.live = in_kernel(live=True) if live is None else live
         self._handle = None
         self._closed = False
         self.renders = 0
@@ -194,9 +174,3 @@ class Animator:
 
     def on_fit_end(self, trainer, model) -> None:
         self.close()
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state) -> None:
-        pass

@@ -28,8 +28,6 @@ tensors, the plain weight otherwise), counting exact zeros over the prunable ten
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -38,6 +36,8 @@ import torch.nn as nn
 import torch.nn.utils.prune as prune
 
 from .callbacks import Callback
+from .runtime import eval_mode
+from .validation import number_in
 
 __all__ = [
     "DEFAULT_TYPES",
@@ -235,13 +235,6 @@ def sparsity(model: nn.Module, types=DEFAULT_TYPES) -> SparsityReport:
     return SparsityReport(zeros / total if total else 0.0, zeros, total, per_layer, zeros_d, total_d)
 
 
-def _check_amount(amount) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
-        raise ValueError(f"amount must be a number in [0, 1), got {amount!r}")
-    if math.isnan(float(amount)) or not 0.0 <= float(amount) < 1.0:
-        raise ValueError(f"amount must be in [0, 1), got {amount!r}")
-
-
 def global_magnitude_prune(model: nn.Module, amount: float, types=DEFAULT_TYPES,
                            incremental: bool = False) -> PruneReport:
     """Mask the smallest-magnitude weights across all `types` layers with one global threshold.
@@ -263,7 +256,7 @@ def global_magnitude_prune(model: nn.Module, amount: float, types=DEFAULT_TYPES,
     are masked first.
     """
     _check_model(model, "global_magnitude_prune")
-    _check_amount(amount)
+    number_in("amount", amount, 0, 1, hi_open=True)
     named = _named_prunable(model, types)
     if not named:
         raise ValueError(f"model has no prunable layers of types {_check_types(types)}")
@@ -430,16 +423,12 @@ def unseen_weights(model: nn.Module, image_size: int = 32, channels: int = 3) ->
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(
                 lambda m, inp, out, name=name: sizes.__setitem__(name, (inp[0].shape[-2:], out.shape[-2:]))))
-    was_training = model.training
     try:
-        model.eval()
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model(torch.zeros(1, channels, image_size, image_size, device=device))
+        with eval_mode(model), torch.no_grad():
+            model(torch.zeros(1, channels, image_size, image_size, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     per_layer, masks = {}, {}
     for name, module in _named_prunable(model, DEFAULT_TYPES):
         weight = _effective(module)

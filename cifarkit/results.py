@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from . import settings
 from .summary import check_claims
 
 #: What `record_results` accepts as a name: a plain file stem, no folders, no "..".
@@ -17,12 +17,12 @@ _STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 def results_dir() -> Path:
     """`$CIFARKIT_RESULTS_DIR` (set by `cifarkit run` to the run directory), else `./results`."""
-    return Path(os.environ.get("CIFARKIT_RESULTS_DIR") or "results")
+    return settings.results_dir()
 
 
 def artifacts_dir() -> Path:
     """Checkpoints shared between notebooks: `$CIFARKIT_ARTIFACTS`, else `<results dir>/artifacts`."""
-    path = Path(os.environ.get("CIFARKIT_ARTIFACTS") or results_dir() / "artifacts")
+    path = settings.artifacts_dir() or results_dir() / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -50,18 +50,27 @@ def _check_name(name) -> str:
     return name
 
 
-def record_results(name: str, metrics: dict, cfg=None, data=None, claims=None) -> Path:
+def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path:
     """Write `<results dir>/<name>.metrics.json` with `metrics` plus the run's context
     (profile, device, precision, data source), and return its path.
 
-    `name` must be a plain file stem such as ``"03_pruning"`` (ValueError otherwise: nothing is
-    written outside the results folder). `claims` is the notebook's lesson as verdicts: a list of
-    dicts (or objects with ``to_dict()``) with ``name``, ``statement``, ``verdict`` (one of
-    `cifarkit.claims.VERDICTS`), ``case``, ``evidence`` and ``reason``; they are checked and
-    stored under ``"claims"``, which the run report turns into verdict tables.
+    In a course notebook the name comes from its settings: ``record_results(metrics, cfg, data=...,
+    claims=...)`` with the `cfg` of `ck.setup`, which knows the notebook (``cfg.notebook``).
+    Elsewhere name the file: ``record_results("03_pruning", metrics, cfg, ...)``; the name must be a
+    plain file stem (ValueError otherwise: nothing is written outside the results folder).
+    `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
+    with ``name``, ``statement``, ``verdict`` (one of `cifarkit.claims.VERDICTS`), ``case``,
+    ``evidence`` and ``reason``; they are checked and stored under ``"claims"``, which the run
+    report turns into verdict tables.
     """
     from . import devices
 
+    if isinstance(name, dict) and (metrics is None or hasattr(metrics, "get")):  # (metrics, cfg, ...)
+        name, metrics, cfg = None, name, metrics if cfg is None else cfg
+        if cfg is None or not cfg.get("notebook"):
+            raise ValueError("record_results(metrics, cfg): cfg must come from ck.setup(notebook, ...), which "
+                             "names the notebook; otherwise pass the name: record_results('03_pruning', metrics)")
+        name = cfg["notebook"]
     _check_name(name)
     if not isinstance(metrics, dict):
         raise TypeError(f"record_results: metrics must be a dict, got {type(metrics).__name__}")

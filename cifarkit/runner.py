@@ -74,33 +74,17 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = [
-    "ParameterError",
-    "ParamSpec",
-    "NotebookResult",
-    "RunResult",
-    "list_notebooks",
-    "notebook_parameters",
-    "parse_cli_parameters",
-    "new_run_dir",
-    "run_notebooks",
-    "format_failures",
-    "main_run",
-    "default_notebooks_dir",
-    "data_source_label",
-    "SYNTHETIC_LABEL",
-]
+__all__ = ["RunResult", "new_run_dir", "run_notebooks", "format_failures", "main_run", "default_notebooks_dir"]
 
-from .notebook_params import (ParameterError, ParamSpec, _plan_parameters, list_notebooks,  # noqa: F401
-                              notebook_parameters, parse_cli_parameters)
+from .notebook_params import (ParameterError, ParamSpec, list_notebooks, notebook_parameters,
+                              parse_cli_parameters, plan_parameters)
 from .params import SCHEMA, Spec
-from .summary import (SYNTHETIC_LABEL, _summary_dict, data_source_label,  # noqa: F401
-                      render_summary_markdown)
+from .summary import NotebookResult, render_summary_markdown, summary_dict
 
 
 # --------------------------------------------------------------------------
@@ -289,39 +273,6 @@ def _isatty(stream: Any) -> bool:
 # --------------------------------------------------------------------------
 
 @dataclass
-class NotebookResult:
-    """What happened to one notebook of a run.
-
-    ``status`` is ``"ok"`` or ``"failed"``; ``error`` is a one-line summary
-    (exception name and message) when it failed. ``output`` is the executed
-    copy in the run directory (``None`` if papermill could not write one),
-    ``metrics`` the content of ``<stem>.metrics.json`` (``None`` if the
-    notebook wrote none), ``figures`` the PNG files extracted from it.
-    """
-
-    name: str
-    path: Path
-    output: Path | None
-    status: str
-    duration_s: float
-    parameters: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    metrics: dict[str, Any] | None = None
-    metrics_note: str | None = None
-    figures: list[Path] = field(default_factory=list)
-
-    @property
-    def stem(self) -> str:
-        """File name without ``.ipynb``."""
-        return Path(self.name).stem
-
-    @property
-    def ok(self) -> bool:
-        """True when the notebook ran to the end."""
-        return self.status == "ok"
-
-
-@dataclass
 class RunResult:
     """The outcome of :func:`run_notebooks`."""
 
@@ -479,7 +430,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     schema = SCHEMA if schema is None else schema
     notebooks = list_notebooks(notebooks_dir, only)
     specs = notebook_parameters(notebooks)
-    plan = _plan_parameters(specs, parameters, profile, schema)
+    plan = plan_parameters(specs, parameters, profile, schema)
     _check_kernels(notebooks, kernel_name)
 
     run_dir = (new_run_dir("runs", profile) if out is None else _prepare_out_dir(out)).resolve()
@@ -537,7 +488,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     bar.close()
 
     duration_s = time.perf_counter() - t_run
-    summary = _summary_dict(results, run_dir, profile, parameters or {}, started_at,
+    summary = summary_dict(results, run_dir, profile, parameters or {}, started_at,
                             duration_s, kernel_name)
     summary_json = run_dir / "summary.json"
     summary_md = run_dir / "summary.md"

@@ -18,13 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from .claims import VERDICTS, verdict_counts
-
-if TYPE_CHECKING:
-    from .runner import NotebookResult
+from .claims import VERDICTS, claims_markdown, md_cell, verdict_counts
 
 #: How synthetic data is labelled in every human-readable report.
 SYNTHETIC_LABEL = "SYNTHETIC (not CIFAR-10)"
@@ -42,6 +40,40 @@ CLAIM_KEYS = ("name", "statement", "verdict", "case", "evidence", "reason")
 # --------------------------------------------------------------------------
 # Claims
 # --------------------------------------------------------------------------
+
+@dataclass
+class NotebookResult:
+    """What happened to one notebook of a run.
+
+    ``status`` is ``"ok"`` or ``"failed"``; ``error`` is a one-line summary
+    (exception name and message) when it failed. ``output`` is the executed
+    copy in the run directory (``None`` if papermill could not write one),
+    ``metrics`` the content of ``<stem>.metrics.json`` (``None`` if the
+    notebook wrote none), ``figures`` the PNG files extracted from it.
+    """
+
+    name: str
+    path: Path
+    output: Path | None
+    status: str
+    duration_s: float
+    parameters: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+    metrics_note: str | None = None
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        """File name without ``.ipynb``."""
+        return Path(self.name).stem
+
+    @property
+    def ok(self) -> bool:
+        """True when the notebook ran to the end."""
+        return self.status == "ok"
+
+
 
 def check_claim(claim: Any, where: str = "claim") -> dict[str, Any]:
     """Return `claim` (a dict, or an object with ``to_dict()``) as a checked plain dict.
@@ -164,11 +196,6 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[
     return rows
 
 
-def md_cell(text: Any) -> str:
-    """`text` made safe for one cell of a markdown table."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
 def joined(values: Any, label=str) -> str:
     """``"a, b"`` for a summary field holding one value or a list of them; "unknown" if empty."""
     if isinstance(values, str):
@@ -200,7 +227,7 @@ def metrics_markdown(metrics: Mapping[str, Any] | None, max_rows: int | None = N
     return lines
 
 
-def _summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
+def summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
                   parameters: Mapping[str, Any], started_at: str, duration_s: float,
                   kernel_name: str | None) -> dict[str, Any]:
     metrics = [nb.metrics for nb in result_nbs if nb.metrics]
@@ -282,20 +309,6 @@ def notebooks_table_markdown(notebooks: Iterable[Mapping[str, Any]], compact: bo
             cells += [md_cell(m.get("device", "-")), md_cell(m.get("precision", "-")),
                       md_cell(nb.get("error") or "")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    return lines
-
-
-def claims_markdown(claims: Iterable[Mapping[str, Any]]) -> list[str]:
-    """A notebook's verdict table: claim | verdict (with its reason) | evidence | case."""
-    claims = list(claims)
-    if not claims:
-        return []
-    lines = ["| Claim | Verdict | Evidence | Case |", "|---|---|---|---|"]
-    for c in claims:
-        verdict = f"**{c['verdict']}**" + (f": {c['reason']}" if c.get("reason") else "")
-        lines.append(f"| {md_cell(c['statement'])} | {md_cell(verdict)} | "
-                     f"{md_cell(c.get('evidence') or '-')} | {md_cell(c.get('case') or '-')} |")
     lines.append("")
     return lines
 

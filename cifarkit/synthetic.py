@@ -72,12 +72,12 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from numbers import Integral
 
 import numpy as np
 import torch
 
 from cifarkit.dataset import CifarData
+from cifarkit.validation import non_negative_int
 
 __all__ = ["SYNTHETIC_CLASSES", "synthetic_cifar"]
 
@@ -319,15 +319,6 @@ def _balanced_labels(n: int, gen: torch.Generator) -> torch.Tensor:
     return labels[torch.randperm(n, generator=gen)]
 
 
-def _check_count(name: str, value) -> int:
-    """`value` as an int, or TypeError / ValueError naming it when it is not a count >= 0."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return int(value)
-
-
 def synthetic_cifar(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> CifarData:
     """Generate the synthetic stand-in dataset (see the module docstring for what it contains).
 
@@ -342,12 +333,9 @@ def synthetic_cifar(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> C
     Raises TypeError if a count or the seed is not an int (bools are refused too), ValueError if
     one of them is negative. Counts of 0 are allowed and give empty tensors of the right shape.
     """
-    n_train = _check_count("n_train", n_train)
-    n_test = _check_count("n_test", n_test)
-    if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    n_train = non_negative_int("n_train", n_train)
+    n_test = non_negative_int("n_test", n_test)
+    seed = non_negative_int("seed", seed)
 
     # One independent random stream per split, derived from the seed.
     streams = np.random.SeedSequence([int(seed), 0x5C1FA]).spawn(2)

@@ -76,6 +76,24 @@ def int_in(name: str, value, lo: int, hi: int, optional: bool = False):
     return integer(name, value, lo=lo, hi=hi, optional=optional)
 
 
+def flag(name: str, value) -> bool:
+    """`value` when it is True or False; anything else (1, "yes", None) raises `WrongTypeError`."""
+    if not isinstance(value, bool):
+        raise WrongTypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def positive_ints(name: str, values, count: int | None = None, what: str = "") -> tuple:
+    """`values` as a tuple of ints >= 1 (exactly `count` of them when given, at least one
+    otherwise); `what` explains the count in the message."""
+    values = tuple(values)
+    if (len(values) != count if count is not None else not values) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
+        amount = f"exactly {count}" if count is not None else "one or more"
+        raise ValueError(f"{name} must be {amount} positive ints{what}, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
 def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
     return f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 

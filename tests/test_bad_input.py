@@ -27,9 +27,10 @@ import torch
 
 from cifarkit.callbacks import Checkpoint, Lookahead, StopAfter, atomic_save
 from cifarkit.loader import FeatureLoader, TensorLoader, random_crop, random_cutout
-from cifarkit.models import ResNetForCifar, apply_weights
+from cifarkit.models import ResNetForCifar
 from cifarkit.training import Tester, Trainer, evaluate, seed_everything, tta_logits
 from cifarkit.validation import WrongTypeError, integer, number_in, output_file, positive_number
+from cifarkit.weights import apply_weights
 
 from conftest import REPO, TinyNet, random_images
 
@@ -503,3 +504,17 @@ def test_fault_injection_quick_mode_finds_no_corrupt_or_orphaned_files(tmp_path)
     assert resume["identical"] == resume["rounds"] == 1 and resume["orphaned_after_resume"] == 0
     assert "0 corrupt" in run.stdout and "identical weights" in run.stdout
     assert not math.isnan(saves["save_ms"])
+
+
+def test_flag_and_positive_ints_refuse_near_misses_naming_the_argument():
+    from cifarkit.validation import WrongTypeError, flag, positive_ints
+
+    assert flag("muon", False) is False
+    for bad in (1, "yes", None):
+        with pytest.raises(WrongTypeError, match=r"^muon must be True or False, got "):
+            flag("muon", bad)
+    assert positive_ints("widths", [8, 16]) == (8, 16)
+    assert positive_ints("widths", (1, 2, 3, 4, 5), 5) == (1, 2, 3, 4, 5)
+    for bad, count in (((), None), ((8, 0), None), ((8, True), None), ((8, 2.0), None), ((1, 2), 5)):
+        with pytest.raises(ValueError, match=r"^widths must be (exactly 5|one or more) positive ints"):
+            positive_ints("widths", bad, count)

@@ -19,8 +19,8 @@ import pytest
 
 from cifarkit import cli
 from cifarkit.params import ParameterError
-from cifarkit.runner import NotebookResult, _read_metrics, run_notebooks
-from cifarkit.summary import _summary_dict, render_summary_markdown
+from cifarkit.runner import _read_metrics, run_notebooks
+from cifarkit.summary import NotebookResult, render_summary_markdown, summary_dict
 
 from test_runner import FIXTURE_SCHEMA, FIXTURES, write_notebook
 
@@ -227,7 +227,7 @@ def test_unusable_metrics_files_become_a_one_line_note(tmp_path, case, content, 
     metrics, got = _read_metrics(path)
     assert metrics is None
     assert_one_line(got, note)
-    summary = _summary_dict([NotebookResult("01_x.ipynb", Path("01_x.ipynb"), None, "ok", 1.0,
+    summary = summary_dict([NotebookResult("01_x.ipynb", Path("01_x.ipynb"), None, "ok", 1.0,
                                             metrics=metrics, metrics_note=got)],
                             tmp_path, "quick", {}, "now", 1.0, None)
     assert f"_No metrics ({got})._" in render_summary_markdown(summary)
@@ -251,7 +251,7 @@ def test_crafted_metrics_render_without_crashing(tmp_path, case, metrics, expect
     path = tmp_path / "01_x.metrics.json"
     path.write_text(json.dumps(metrics))
     read, note = _read_metrics(path)
-    summary = _summary_dict([NotebookResult("01_x.ipynb", Path("01_x.ipynb"), None, "ok", 1.0,
+    summary = summary_dict([NotebookResult("01_x.ipynb", Path("01_x.ipynb"), None, "ok", 1.0,
                                             metrics=read, metrics_note=note)],
                             tmp_path, "quick", {}, "now", 1.0, None)
     json.dumps(summary, default=str)
@@ -271,7 +271,7 @@ def run_dir(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hi")]), str(run / "01_x.ipynb"))
     result = NotebookResult("01_x.ipynb", Path("01_x.ipynb"), run / "01_x.ipynb", "ok", 1.0,
                             metrics={"acc": 0.5}, figures=[run / "figures" / "01_x-1.png"])
-    summary = _summary_dict([result], run, "quick", {}, "now", 1.0, None)
+    summary = summary_dict([result], run, "quick", {}, "now", 1.0, None)
     (run / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "secret.txt").write_text("TOP-SECRET")
     return run

@@ -82,10 +82,10 @@ def test_memory_measures_each_case_in_its_own_process(tmp_path):
 
 def test_memory_cases_train_what_the_notebooks_full_profiles_say(monkeypatch):
     import cifarkit as ck
-    full = ck.notebook_profiles(REPO / "notebooks" / "07_speedrun.ipynb")["full"]
+    full = ck.notebook_profiles("07_speedrun")["full"]
     model, _, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == full["widths"] and loader_kw["batch_size"] == full["batch_size"]
-    # a change in a notebook's profile reaches the benchmark
+    # a change in a notebook's profile (cifarkit/course.py) reaches the benchmark
     monkeypatch.setattr(memory, "full_profile", lambda nb: dict(full, widths=(8, 16, 16), batch_size=64))
     model, optimizer, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == (8, 16, 16) and loader_kw["batch_size"] == 64

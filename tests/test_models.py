@@ -12,12 +12,13 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import Bottleneck
 
-import cifarkit.models as models
-from cifarkit.freezing import frozen_norm_layers, unfreeze_all
+import cifarkit.files as files
+import cifarkit.weights as weights
+from cifarkit.freezing import frozen_norm_layers, set_frozen_bn_eval, unfreeze, unfreeze_all
 from cifarkit.models import (GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottleneck,
-                             ResNetForCifar, SmallBlock, SmallResNet, WeightsUnavailableError,
-                             apply_weights, imagenet_weights_path, remove_skip_connections,
-                             resnet152_transfer, set_frozen_bn_eval, unfreeze)
+                             ResNetForCifar, SmallBlock, SmallResNet, remove_skip_connections,
+                             resnet152_transfer)
+from cifarkit.weights import WeightsUnavailableError, apply_weights, imagenet_weights_path
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,12 +37,12 @@ def offline(monkeypatch, tmp_path):
     """An empty torch hub cache in tmp_path and a download that fails like an offline machine."""
     calls = []
 
-    def no_network(url, dst, timeout=models.DOWNLOAD_TIMEOUT_S):
+    def no_network(url, dst, timeout=weights.DOWNLOAD_TIMEOUT_S):
         calls.append((url, str(dst), timeout))
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(models, "_download", no_network)
+    monkeypatch.setattr(weights, "_download", no_network)
     return calls
 
 
@@ -129,26 +130,26 @@ def test_download_uses_timeout_checks_hash_and_leaves_no_partial_file(monkeypatc
         seen["timeout"] = timeout
         return FakeResponse(payload)
 
-    monkeypatch.setattr(models, "_resolve_host",
+    monkeypatch.setattr(files, "resolve_host",
                         lambda host, timeout: seen.setdefault("host", host))
-    monkeypatch.setattr(models.urllib.request, "urlopen", fake_urlopen)
-    monkeypatch.setattr(models.urllib.request, "getproxies", lambda: {})
+    monkeypatch.setattr(files.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(files.urllib.request, "getproxies", lambda: {})
     good = tmp_path / f"net-{prefix}.pth"
-    models._download(f"https://example.invalid/{good.name}", good, timeout=7.0)
+    weights._download(f"https://example.invalid/{good.name}", good, timeout=7.0)
     assert good.read_bytes() == payload
     assert seen == {"timeout": 7.0, "host": "example.invalid"}
 
     bad = tmp_path / "sub" / "net-deadbeef.pth"
     with pytest.raises(RuntimeError, match="hash prefix"):
-        models._download(f"https://example.invalid/{bad.name}", bad)
+        weights._download(f"https://example.invalid/{bad.name}", bad)
     assert os.listdir(bad.parent) == []  # neither the file nor a .part leftover
 
     def failing(url, timeout=None):
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(models.urllib.request, "urlopen", failing)
+    monkeypatch.setattr(files.urllib.request, "urlopen", failing)
     with pytest.raises(TimeoutError):
-        models._download(f"https://example.invalid/{bad.name}", bad)
+        weights._download(f"https://example.invalid/{bad.name}", bad)
     assert os.listdir(bad.parent) == []
 
 
@@ -156,7 +157,7 @@ def test_stalled_name_lookup_is_cut_off(monkeypatch):
     monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: time.sleep(3))
     start = time.perf_counter()
     with pytest.raises(TimeoutError, match="example.invalid"):
-        models._resolve_host("example.invalid", 0.2)
+        files.resolve_host("example.invalid", 0.2)
     assert time.perf_counter() - start < 2
 
 

@@ -64,53 +64,48 @@ def test_one_parameters_cell_first_with_plain_literals(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_profiles_reads_quick_and_full_from_the_setup_cell(path):
-    profiles = cifarkit.notebook_profiles(path)
+def test_each_notebook_has_its_two_profiles_in_the_course_module(path):
+    profiles = cifarkit.notebook_profiles(path.stem)
     assert set(profiles) == {"quick", "full"}
     assert profiles["quick"].keys() == profiles["full"].keys(), "both profiles set the same things"
     assert profiles["full"]["n_train"] is None  # the full profile trains on every image
 
 
-def test_notebook_profiles_reads_nested_dicts_and_refuses_what_it_cannot_read(tmp_path):
-    def notebook(setup):
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'quick'"),
-                                             nbformat.v4.new_code_cell(setup)])
-        path = tmp_path / "nb.ipynb"
-        nbformat.write(nb, path)
-        return path
-
-    path = notebook('cfg = ck.resolve_profile(profile, {"quick": dict(n=1, sub=dict(a=(1, 2))), '
-                    '"full": {"n": None, "sub": {"a": (3,)}}}, epochs=epochs)')
-    assert cifarkit.notebook_profiles(path) == {"quick": {"n": 1, "sub": {"a": (1, 2)}},
-                                                "full": {"n": None, "sub": {"a": (3,)}}}
-    with pytest.raises(ValueError, match="not literals"):
-        cifarkit.notebook_profiles(notebook('cfg = resolve_profile(profile, {"quick": dict(n=N)})'))
-    with pytest.raises(ValueError, match="no code cell calls resolve_profile"):
-        cifarkit.notebook_profiles(notebook("x = 1"))
+def test_every_profile_belongs_to_a_notebook_and_an_unknown_notebook_is_named():
+    assert set(cifarkit.course.PROFILES) == set(ids), "a profile without its notebook, or the reverse"
+    with pytest.raises(ValueError, match="unknown notebook '99_x'.*adding-a-notebook"):
+        cifarkit.notebook_profiles("99_x")
 
 
-def test_notebook_literal_reads_a_top_level_assignment_without_running_anything(tmp_path):
-    blocks = cifarkit.notebook_literal(REPO / "notebooks" / "05_resnet152_transfer.ipynb", "blocks")
-    assert len(blocks) == 5 and all(b.startswith("layer") for b in blocks)
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%pip install x\nwidths = (1, 2)"),   # IPython syntax: skipped
-        nbformat.v4.new_code_cell("def f():\n    widths = 'nested, not top level'\nn = len(data)"),
-        nbformat.v4.new_code_cell("widths = dict(a=(3, 4))\nwidths = 'second'"),
-        nbformat.v4.new_markdown_cell("widths = 'markdown'")])
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, path)
-    assert cifarkit.notebook_literal(path, "widths") == {"a": (3, 4)}
-    with pytest.raises(LookupError, match="'n'"):
-        cifarkit.notebook_literal(path, "n")  # assigned, but not a literal
-    with pytest.raises(LookupError, match="'missing'"):
-        cifarkit.notebook_literal(path, "missing")
+def test_notebook_01s_recipe_is_the_one_notebooks_03_and_04_fall_back_on():
+    for profile in ("quick", "full"):
+        recipe = cifarkit.course.FINETUNE[profile]
+        first = cifarkit.notebook_profiles("01_softmax_vs_logits")[profile]
+        assert {k: first[k] for k in recipe} == recipe, "notebook 01 trains with FINETUNE"
+        for later in ("03_pruning", "04_unpruning"):
+            assert cifarkit.notebook_profiles(later)[profile]["finetune"] == recipe
+
+
+def test_setup_names_the_notebook_and_copies_the_profile(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv("CIFARKIT_PROFILE", raising=False)
+    cfg = cifarkit.setup("03_pruning", "quick", epochs=1, data="synthetic")
+    assert cfg.notebook == "03_pruning" and cfg.epochs == 1 and cfg.name == "quick"
+    assert "(profile 'full': " in capsys.readouterr().out, "the other profile is printed too"
+    cfg.finetune["epochs"] = 99  # a notebook changing its settings changes nobody else's
+    assert cifarkit.course.FINETUNE["quick"]["epochs"] == 3
+    assert cifarkit.artifact(cfg, "m") == tmp_path / "artifacts" / "m_quick.pt"
+    path = cifarkit.record_results({"acc": 0.5}, cfg)
+    assert path == tmp_path / "03_pruning.metrics.json"
+    with pytest.raises(ValueError, match=r"ck.setup\(notebook"):
+        cifarkit.record_results({"acc": 0.5}, cifarkit.resolve_profile("quick", {"quick": {}}, verbose=False))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_setup_resolves_a_profile_and_results_and_invariants_close(path):
     nb = nbformat.read(path, as_version=4)
     cells = code_cells(nb)
-    assert "resolve_profile(profile" in cells[2].source, "third code cell: the setup cell"
+    assert re.search(r"ck\.setup\(\"" + path.stem + r"\", profile", cells[2].source), "third code cell: the setup cell"
     assert "record_results(" in cells[-2].source, "second-to-last code cell: the results cell"
     assert re.search(r"^assert ", cells[-1].source, re.M), "last code cell: the invariants"
     assert "colab-badge.svg" in nb.cells[0].source and path.name in nb.cells[0].source

@@ -89,6 +89,17 @@ def test_animator_as_trainer_callback(tmp_path):
     assert anim.save(tmp_path / "fit.png").stat().st_size > 1000
 
 
+def test_animator_is_a_callback_and_callbacks_do_not_import_plotting():
+    import ast
+    import inspect
+
+    from cifarkit import callbacks
+    assert isinstance(Animator(), callbacks.Callback)
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(callbacks)))
+                if isinstance(node, ast.ImportFrom)}
+    assert "plotting" not in imported and "cifarkit.plotting" not in imported  # no import cycle
+
+
 def test_timer_records_laps():
     t = Timer()
     for _ in range(3):

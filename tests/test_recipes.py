@@ -74,7 +74,7 @@ def test_speedrun_stage_convolutions_start_as_identity_filters():
 
 
 def test_get_recipe_names_and_validation():
-    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun", "speedrun-wide"}
+    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun", "speedrun-wide", "speedrun-v3"}
     wide, base = get_recipe("speedrun-wide"), get_recipe("speedrun")
     assert wide.replace(name="speedrun", epochs=base.epochs, model_kwargs={}, description=base.description) == base
     seed = get_recipe("gated-seed")
@@ -197,3 +197,35 @@ def test_train_recipe_per_image_keeps_which_test_images_were_right():
         assert correct.dtype == torch.bool and correct.shape == (96,)
         assert result["acc"] == reference["acc"] == pytest.approx(correct.float().mean().item())
     assert kept.history["val_acc"] == plain.history["val_acc"]
+
+
+def test_the_recipe_and_model_registries_are_open(monkeypatch):
+    from cifarkit import recipes
+
+    monkeypatch.setattr(recipes, "MODELS", dict(recipes.MODELS))
+    monkeypatch.setattr(recipes, "RECIPES", dict(recipes.RECIPES))
+    with pytest.raises(ValueError, match=r"model must be one of \('gated', 'speedrun'\), got 'tiny'"):
+        recipes.Recipe("mine", "tiny", epochs=1, batch_size=8, optimizer="adam", lr=1e-3)
+    recipes.register_model("tiny", lambda recipe: torch.nn.Linear(recipe.model_kwargs["n"], 10))
+    mine = recipes.register_recipe(recipes.Recipe("mine", "tiny", epochs=1, batch_size=8, optimizer="adam",
+                                                  lr=1e-3, model_kwargs={"n": 3}))
+    assert recipes.get_recipe("mine", epochs=2).build_model().in_features == 3
+    with pytest.raises(ValueError, match="a recipe called 'mine' exists"):
+        recipes.register_recipe(mine)
+    assert recipes.register_recipe(mine.replace(lr=1e-2), replace=True).lr == 1e-2
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("epochs", 0, "epochs must be a positive int, got 0"),
+    ("batch_size", True, "batch_size must be a positive int, got True (a bool)"),
+    ("lr", float("nan"), "lr must be a positive number, got nan"),
+    ("warmup", 1.0, "warmup must be a number in (0, 1), got 1.0"),
+    ("momentum", 1.0, "momentum must be a number in [0, 1), got 1.0"),
+    ("muon_steps", 21, "muon_steps must be an int from 1 to 20, got 21"),
+    ("weight_decay", -1e-4, "weight_decay must be a non-negative number, got -0.0001"),
+    ("pad_mode", "wrap", "pad_mode must be one of"),
+])
+def test_recipe_fields_are_checked_with_a_message_naming_them(field, value, words):
+    with pytest.raises(ValueError) as info:
+        get_recipe("speedrun").replace(**{field: value})
+    assert words in str(info.value) and "\n" not in str(info.value)

@@ -21,20 +21,9 @@ import pytest
 
 from cifarkit import params as ck_params
 from cifarkit.params import SCHEMA, Bool, Float, Int, ListOf, Str, check_parameters
-from cifarkit.runner import (
-    SYNTHETIC_LABEL,
-    NotebookResult,
-    ParameterError,
-    RunResult,
-    _prepare_out_dir,
-    format_failures,
-    list_notebooks,
-    main_run,
-    new_run_dir,
-    notebook_parameters,
-    parse_cli_parameters,
-    run_notebooks,
-)
+from cifarkit.notebook_params import ParameterError, list_notebooks, notebook_parameters, parse_cli_parameters
+from cifarkit.runner import RunResult, _prepare_out_dir, format_failures, main_run, new_run_dir, run_notebooks
+from cifarkit.summary import SYNTHETIC_LABEL, NotebookResult
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 REAL_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -608,14 +597,14 @@ CLAIMS = [
 
 def _report_for(metrics_by_name, tmp_path):
     from cifarkit.runner import _read_metrics
-    from cifarkit.summary import _summary_dict, render_summary_markdown
+    from cifarkit.summary import summary_dict, render_summary_markdown
 
     nbs = []
     for name in metrics_by_name:
         metrics, note = _read_metrics(tmp_path / f"{Path(name).stem}.metrics.json")
         nbs.append(NotebookResult(name=name, path=Path(name), output=None, status="ok", duration_s=1.0,
                                   metrics=metrics, metrics_note=note))
-    summary = _summary_dict(nbs, tmp_path, "quick", {}, "now", 2.0, None)
+    summary = summary_dict(nbs, tmp_path, "quick", {}, "now", 2.0, None)
     return summary, render_summary_markdown(summary)
 
 

@@ -470,3 +470,51 @@ def test_a_checkpoint_the_safe_path_refuses_needs_the_explicit_opt_in(tmp_path):
     Trainer(2, precision="32", progress=False, log=False, callbacks=[again]).fit(
         tiny_cnn(), train, resume_from=path, trust_checkpoint=True)
     assert again.epochs == 2
+
+
+def test_hooks_run_in_loop_order_and_after_backward_sees_the_gradients_before_the_step():
+    events = []
+
+    class Spy(Callback):
+        def on_epoch_start(self, trainer, model):
+            events.append(("epoch_start", trainer.epoch))
+
+        def on_after_backward(self, trainer, model):
+            w = model[0].weight if isinstance(model, nn.Sequential) else next(model.parameters())
+            events.append(("after_backward", w.grad is not None, torch.equal(w, self.before)))
+
+        def on_train_batch_end(self, trainer, model):
+            w = next(model.parameters())
+            events.append(("batch_end", trainer.batch, not torch.equal(w, self.before)))
+            self.before = w.detach().clone()
+
+        def on_fit_start(self, trainer, model):
+            self.before = next(model.parameters()).detach().clone()
+
+    train, _ = loaders(n=64, batch=32)
+    Trainer(2, precision="32", progress=False, log=False, callbacks=[Spy()]).fit(tiny_cnn(), train)
+    assert [e[0] for e in events] == ["epoch_start", "after_backward", "batch_end", "after_backward", "batch_end"] * 2
+    assert [e for e in events if e[0] == "epoch_start"] == [("epoch_start", 1), ("epoch_start", 2)]
+    # after backward: gradients exist and the weights have not moved yet; after the step they have
+    assert all(e[1] and e[2] for e in events if e[0] == "after_backward")
+    assert [e[1] for e in events if e[0] == "batch_end"] == [0, 1, 0, 1] and all(e[2] for e in events if e[0] == "batch_end")
+
+
+def test_progress_bar_and_epoch_log_are_callbacks_the_trainer_adds(capsys):
+    from cifarkit.callbacks import EpochLog, ProgressBar
+
+    assert [type(c) for c in Trainer(1, progress=False, log=False).callbacks] == []
+    kinds = [type(c) for c in Trainer(1, progress=True, log=True, callbacks=[Counter()]).callbacks]
+    assert kinds == [ProgressBar, Counter, EpochLog], "bar first, the log after every other callback"
+    with pytest.raises(ValueError, match="progress must be True, False or 'auto', got 'yes'"):
+        Trainer(1, progress="yes")
+
+    class AddsKey(Callback):
+        def on_epoch_end(self, trainer, model, record):
+            record["sparsity"] = 0.25
+
+    train, _ = loaders(n=64, batch=32)
+    Trainer(1, precision="32", progress=False, callbacks=[AddsKey()]).fit(tiny_cnn(), train)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Training on ") and out[1].startswith("epoch 1/1  train_loss ")
+    assert out[1].endswith("sparsity 0.25"), "the log runs after the callbacks that extend the record"

@@ -1,0 +1,176 @@
+"""What the course's notebooks share, each defined once: their profiles, the files they hand on to
+each other, and notebook 01's fine-tuned model.
+
+A notebook's setup cell is one call::
+
+    cfg = ck.setup("03_pruning", profile, epochs=epochs, seed=seed, data=data_source)
+
+`setup` prints both of the notebook's profiles (`PROFILES` below, each size next to its reason),
+resolves the chosen one with `resolve_profile` (parameters override it; the seed, device and
+precision are resolved) and remembers which notebook is running, so that
+``ck.record_results(metrics, cfg)`` writes ``<notebook>.metrics.json`` (the file the runner reads)
+and ``artifact(cfg, FINETUNED)`` names a checkpoint the same way in every notebook.
+
+Notebook 01 fine-tunes the ResNet-18 that notebooks 03 and 04 prune: its recipe is `FINETUNE`, and
+`finetuned_resnet18` loads 01's checkpoint or, when 01 has not run with this results folder,
+fine-tunes one with that recipe. Benchmarks (``bench/memory.py``) read `PROFILES` too, so a number
+changed here changes everywhere. Adding a notebook: ``docs/adding-a-notebook.md``.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from .profiles import Profile, resolve_profile
+from .results import artifacts_dir
+
+#: notebook 01's fine-tuning recipe for the ResNet-18 with the 512-100-10 head (Adam), which notebooks
+#: 03 and 04 reuse when 01's checkpoint is missing (n_train=None: every training image).
+#: quick: 1,024 images left the CIFAR-10 gap of notebook 01 inside the noise; 4,096 do not.
+#: full: the course run from ImageNet weights, like the original experiment (weights="imagenet" stops
+#: with instructions when they cannot be had).
+FINETUNE = {
+    "quick": dict(n_train=4096, epochs=3, batch_size=64, lr=1e-3, augment=False, weights="auto"),
+    "full": dict(n_train=None, epochs=15, batch_size=128, lr=1e-3, augment=True, weights="imagenet"),
+}
+
+#: the five ResNet-152 blocks whose skip connections notebook 05 removes (one per stage and two more
+#: in the long third stage); ``bench/memory.py`` trains the same ablation
+ABLATION_BLOCKS = ("layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30")
+
+#: the checkpoint of notebook 01's logits model, which notebooks 03 and 04 prune
+FINETUNED = "resnet18_logits"
+
+# Every quick profile was sized with bench/lessons.py so that each claim its notebook states holds
+# for seeds 0, 1 and 2 on both the synthetic set and the CIFAR-10 copy; the comments say what a
+# smaller size did. Every full profile is the course run on all of CIFAR-10 (n_train=None).
+PROFILES: dict[str, dict[str, dict]] = {
+    "01_softmax_vs_logits": {
+        # scales: the logit scales of the saturation demo; grad_steps: steps of the gradient check
+        "quick": dict(FINETUNE["quick"], n_test=1000, stem="imagenet", scales=(1.0, 10.0, 100.0), grad_steps=5),
+        "full": dict(FINETUNE["full"], n_test=None, stem="imagenet", scales=(1.0, 10.0, 100.0), grad_steps=5),
+    },
+    "02_freezing": {
+        # with 1,024 training and 1,000 test images the CIFAR-10 gap between 0% and 30% frozen was
+        # inside the noise for some seeds; full: Adam at 1e-3 as in notebook 01, so that the frozen
+        # fraction is the only thing that changes
+        "quick": dict(n_train=2048, n_test=2000, epochs=3, batch_size=64, lr=1e-3,
+                      augment=False, weights="auto", fractions=(0.0, 0.1, 0.2, 0.3), calibration_images=512,
+                      mistake_steps=3, timing_rounds=10),
+        "full": dict(n_train=None, n_test=None, epochs=10, batch_size=128, lr=1e-3, augment=True,
+                     weights="imagenet", fractions=(0.0, 0.1, 0.2, 0.3), calibration_images=2048,
+                     mistake_steps=3, timing_rounds=20),
+    },
+    "03_pruning": {
+        # epochs, lr: retraining with the masks held (Adam; the fine-tuned model at a tenth of the
+        # fine-tuning rate, model (b) at the fine-tuning rate itself: it has everything still to learn).
+        # margin: how much accuracy a prune may cost and still count as free (see the verdicts).
+        # finetune: notebook 01's recipe, used only when its checkpoint is missing.
+        "quick": dict(n_train=2000, n_test=1000, batch_size=128, epochs=2, lr=1e-4, lr_b=1e-3, margin=0.02,
+                      finetune=FINETUNE["quick"]),
+        "full": dict(n_train=None, n_test=None, batch_size=128, epochs=5, lr=1e-4, lr_b=1e-3, margin=0.02,
+                     finetune=FINETUNE["full"]),
+    },
+    "04_unpruning": {
+        # epochs, lr, weight_decay: the two retraining runs (Adam); sgd_lr, regrow_batches: the short
+        # optimizer comparison at the end. finetune: notebook 01's recipe, used only when neither
+        # notebook 03's nor notebook 01's model is there
+        "quick": dict(n_train=2000, n_test=1000, batch_size=128, epochs=2, lr=1e-3, weight_decay=5e-4,
+                      sgd_lr=0.01, regrow_batches=4, amounts=(0.1, 0.2, 0.3), finetune=FINETUNE["quick"]),
+        "full": dict(n_train=None, n_test=None, batch_size=128, epochs=5, lr=1e-3, weight_decay=5e-4,
+                     sgd_lr=0.01, regrow_batches=50, amounts=(0.1, 0.2, 0.3), finetune=FINETUNE["full"]),
+    },
+    "05_resnet152_transfer": {
+        # resnet_*: the ResNet-152 sections use a subset; head_epochs: section 4's heads on the
+        # cached features; ablation_*: the skip-connection ablation; depth_*: the depth table
+        "quick": dict(n_train=500, n_test=500, resnet_n_train=300, resnet_n_test=200,
+                      image_size=64, batch_size=50, epochs=3, lr=1e-3, bn_calibration_images=100,
+                      head_epochs=20,
+                      ablation_n_train=48, ablation_batch_size=16, ablation_epochs=3, ablation_lr=1e-4,
+                      depth_blocks=(1, 5), depth_widths=(8, 16, 32), depth_epochs=8, depth_batch_size=32,
+                      depth_lr=2e-3),
+        "full": dict(n_train=None, n_test=None, resnet_n_train=None, resnet_n_test=None,
+                     image_size=224, batch_size=64, epochs=5, lr=1e-3, bn_calibration_images=2000,
+                     head_epochs=20,
+                     ablation_n_train=None, ablation_batch_size=64, ablation_epochs=5, ablation_lr=1e-4,
+                     depth_blocks=(3, 9), depth_widths=(16, 32, 64), depth_epochs=30, depth_batch_size=128,
+                     depth_lr=1e-3),
+    },
+    "06_gated_cnn": {
+        # quick: few images, many passes (where memorising shows); with 2,000 images and 5 epochs the
+        # original recipe ended ahead. 2,000 test images narrow the interval of the difference.
+        # float32: for a network this narrow it trained about twice as fast as bfloat16 autocast on
+        # our 2-core CPU.
+        "quick": dict(epochs=20, n_train=1000, n_test=2000, batch_size=64, widths=(8, 16, 32, 64, 64),
+                      precision="32"),
+        "full": dict(epochs=30, n_train=None, n_test=None, batch_size=128, widths=(64, 128, 256, 512, 512),
+                     precision="auto"),
+    },
+    "07_speedrun": {
+        # quick: a narrow copy on 2,000 images, well inside the notebook's time budget; 10,000 test
+        # images because test-time augmentation changes few answers
+        "quick": dict(epochs=8, n_train=2000, n_test=10000, batch_size=128, widths=(32, 64, 64)),
+        "full": dict(epochs=18, n_train=None, n_test=None, batch_size=1024, widths=(64, 256, 256)),
+    },
+}
+
+
+def notebook_profiles(notebook: str) -> dict[str, dict]:
+    """The profiles of `notebook` (its file stem, e.g. ``"03_pruning"``): ``{"quick": ..., "full": ...}``."""
+    if notebook not in PROFILES:
+        raise ValueError(f"unknown notebook {notebook!r}: the course defines profiles for {', '.join(PROFILES)} "
+                         "(cifarkit/course.py; docs/adding-a-notebook.md says how to add one)")
+    return PROFILES[notebook]
+
+
+def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Profile:
+    """Resolve `profile` of `notebook` (see `resolve_profile`; `overrides` are the notebook's
+    parameters, None meaning "the profile's choice"), print the other profile for comparison, and
+    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use."""
+    profiles = notebook_profiles(notebook)
+    cfg = resolve_profile(profile, copy.deepcopy(profiles), verbose=verbose, **overrides)  # nothing shared
+    cfg["notebook"] = notebook
+    if verbose:
+        for name, settings in profiles.items():
+            if name != cfg.name:
+                print(f"(profile {name!r}: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")")
+    return cfg
+
+
+def artifact(cfg, name: str) -> Path:
+    """The checkpoint `name` of this profile in the shared artifacts folder,
+    ``<artifacts>/<name>_<profile>.pt``: what one notebook saves and a later one loads."""
+    return artifacts_dir() / f"{name}_{cfg['name']}.pt"
+
+
+def pruned_artifact(cfg, amount: float) -> Path:
+    """Notebook 03's pruned, mask-held, retrained model at `amount` (a fraction), for notebook 04."""
+    return artifact(cfg, f"resnet18_pruned{round(100 * amount)}")
+
+
+def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
+    """Notebook 01's fine-tuned `ResNetForCifar` and where it came from: ``(model, "notebook 01")``
+    when 01's checkpoint is in the artifacts folder, else ``(model, "fine-tuned here")``, trained
+    here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`."""
+    from .loader import TensorLoader
+    from .models import ResNetForCifar
+    from .plotting import Animator
+    from .training import Trainer
+
+    checkpoint = artifact(cfg, FINETUNED)
+    if checkpoint.is_file():
+        print(f"Loaded the model notebook 01 fine-tuned, from {checkpoint}")
+        return ResNetForCifar(weights=checkpoint, stem="auto"), "notebook 01"  # the stem 01 used
+    recipe = cfg["finetune"]
+    print(f"{checkpoint} is missing (notebook 01 has not run with this results folder), so a model is "
+          f"fine-tuned here first with notebook 01's recipe: {recipe}")
+    model = ResNetForCifar(weights=recipe["weights"])
+    loader = TensorLoader(data.x_train, data.y_train, recipe["batch_size"], shuffle=True, augment=recipe["augment"],
+                          drop_last=True, device=cfg["device"], seed=cfg["seed"], n=recipe["n_train"],
+                          tag=data.label)
+    Trainer(recipe["epochs"], device=cfg["device"], precision=cfg["precision"],
+            callbacks=[Animator(title=f"{title}: {data.label}")]
+            ).fit(model, loader, test_loader, optimizer=torch.optim.Adam(model.parameters(), lr=recipe["lr"]))
+    return model, "fine-tuned here"

@@ -1,0 +1,211 @@
+"""Files in and out, safely: `atomic_write` / `atomic_save` (a kill never leaves a cut file or,
+after the next save, an orphaned temporary one), `safe_load` (no code from the file runs) and
+`open_url` (a download whose every network wait is bounded by `DOWNLOAD_TIMEOUT_S`).
+
+The one home of these for the whole kit: checkpoints (`cifarkit.callbacks`), the CIFAR-10 caches
+and download (`cifarkit.data`) and the pretrained weights (`cifarkit.weights`) all go through them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import socket
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import warnings
+from pathlib import Path
+
+import torch
+
+from .validation import WrongTypeError
+
+__all__ = ["STALE_TEMP_AGE_S", "remove_stale_temps", "atomic_write", "atomic_save", "safe_load",
+           "DOWNLOAD_TIMEOUT_S", "resolve_host", "open_url"]
+
+
+#: A temporary file of a save older than this (in seconds) is stale even if its writer's pid is in use.
+STALE_TEMP_AGE_S = 3600.0
+
+
+def _writer_gone(tmp: Path, pid: str | None) -> bool:
+    """Whether the save that left `tmp` is over: its process `pid` no longer exists, or it is old."""
+    try:
+        if time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE_S:
+            return True
+    except OSError:  # already gone
+        return False
+    if pid is None or os.name == "nt" or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temps(path) -> int:
+    """Delete the temporary files that saves to `path` left behind when they were killed mid-write.
+
+    `atomic_write` names its temporary file ``.<name>.<pid>-<random>.tmp`` next to `path`; one whose
+    process no longer exists (or older than `STALE_TEMP_AGE_S`) is an orphan. Saves still running
+    in other processes keep theirs. Returns the number of files removed.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?[A-Za-z0-9_]+\.tmp")
+    removed = 0
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.iterdir():
+            match = pattern.fullmatch(tmp.name)
+            if match and _writer_gone(tmp, match.group(1)):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed += 1
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """Write a file atomically: ``with atomic_write(path) as f: f.write(...)``.
+
+    The data goes to a uniquely named temporary file in the same folder, is flushed to disk
+    (fsync) and then renamed over `path` (`os.replace`, atomic within one file system), so a kill
+    at any moment leaves either the old file or the new one, never a truncated one. If the block
+    raises, the temporary file is removed and `path` is left as it was. Orphans of earlier,
+    killed saves to the same `path` are removed first (`remove_stale_temps`). Missing folders are
+    created. `OSError`s (a read-only folder, a full disk) propagate unchanged.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_save(obj, path) -> None:
+    """`torch.save(obj)` to `path` through `atomic_write`: the file is always either the old
+    version or the new one, and no temporary file outlives the next save."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+
+
+def _numpy_globals() -> list:
+    """The NumPy names that a checkpoint holding NumPy arrays or scalars (the NumPy random state of
+    older checkpoints, a metric stored as a NumPy float) needs; they only rebuild arrays."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    rebuild, scalar = core.multiarray._reconstruct, core.multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.uint32, np.bool_)]
+    return [rebuild, (rebuild, "numpy.core.multiarray._reconstruct"), scalar,
+            (scalar, "numpy.core.multiarray.scalar"), np.ndarray, np.dtype, *dtypes]
+
+
+def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False, opt_in: str | None = None,
+              numpy: bool = False):
+    """`torch.load(path)` without running code from the file, with one-line errors naming it.
+
+    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (and, with
+    `numpy`, NumPy arrays and scalars). A file that asks for anything else -- a pickle crafted to
+    call ``os.system``, say -- is refused before any of it runs. `trust=True` loads with
+    ``weights_only=False``, which runs whatever the file contains: only for files you made.
+
+    Raises `FileNotFoundError` for a missing file and a one-line `ValueError` ("could not read
+    <path> as a <what>: <reason>") for a directory, an empty, truncated or damaged file, and a
+    refused one (naming what it asked to import and, when given, the `opt_in` that would load it
+    anyway).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise WrongTypeError(f"the {what} path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+
+    def refused(reason: str) -> ValueError:
+        return ValueError(f"could not read {path} as a {what}: {reason}")
+
+    if path.is_dir():
+        raise refused("it is a directory")
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    if path.stat().st_size == 0:
+        raise refused("it is empty (0 bytes); a save that never finished?")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols
+            if trust:
+                return torch.load(path, map_location=map_location, weights_only=False)
+            with torch.serialization.safe_globals(_numpy_globals() if numpy else []):
+                return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if wanted is None:
+            raise refused("it was not written by torch.save, or it is damaged") from None
+        hint = f"; pass {opt_in} only for a file you made yourself" if opt_in else ""
+        raise refused(f"it asks to import {wanted.group(1)}, which a {what} never needs and which "
+                      f"could run code{hint}") from None
+    except Exception as e:  # truncated zip archives, random bytes, I/O errors
+        reason = (str(e).strip().splitlines() or [""])[0][:150]
+        raise refused(f"it is truncated, damaged or not a torch file ({type(e).__name__}: {reason})") from None
+
+
+# --------------------------------------------------------------------------- downloading
+
+#: Seconds allowed for each network wait of a download: the name lookup, the connection, each read.
+DOWNLOAD_TIMEOUT_S = 15.0
+
+
+def resolve_host(host: str, timeout: float) -> None:
+    """Look `host` up in a helper thread, so that a dead resolver cannot stall us past `timeout`
+    (a name lookup takes no timeout of its own). Raises TimeoutError, or the lookup's OSError."""
+    result: dict = {}
+
+    def work():
+        try:
+            socket.getaddrinfo(host, 443)
+            result["ok"] = True
+        except OSError as e:  # socket.gaierror is an OSError
+            result["error"] = e
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"looking up {host} took more than {timeout:g} s")
+    if "error" in result:
+        raise result["error"]
+
+
+def open_url(url: str, timeout: float = DOWNLOAD_TIMEOUT_S):
+    """`urllib.request.urlopen(url)` with every wait bounded by `timeout` seconds: the name lookup
+    (`resolve_host`; skipped behind a proxy, which resolves names itself), the connection and each
+    read. Returns the response (a context manager); raises OSError / `urllib.error.URLError`."""
+    parts = urllib.parse.urlparse(url)
+    if parts.scheme not in urllib.request.getproxies():
+        resolve_host(parts.hostname or "", timeout)
+    request = urllib.request.Request(url, headers={"User-Agent": "cifarkit"})
+    return urllib.request.urlopen(request, timeout=timeout)

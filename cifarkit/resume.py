@@ -1,0 +1,176 @@
+"""What a training checkpoint holds, and how `Trainer.fit(resume_from=...)` continues from one.
+
+`trainer_state(trainer)` is everything needed to continue a run exactly (the `Checkpoint`
+callback writes it after every epoch); `restore(trainer, path)` checks a saved file against the
+run before loading anything and puts every piece back: model, optimizer, scheduler, gradient
+scaler, history, each callback's own entry (keyed by its class name, see `callback_keys`), the
+loader's shuffling state and every random-number generator. The training loop itself knows none
+of this. A model saved while pruned (``weight_orig`` / ``weight_mask`` pairs) gets its masks back
+through `load_model_state`.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import torch
+
+from .callbacks import read_checkpoint
+
+CHECKPOINT_FORMAT = "cifarkit-checkpoint-2"  # 2: NumPy's random state as plain values, class names
+
+__all__ = ["CHECKPOINT_FORMAT", "trainer_state", "restore", "load_model_state", "callback_keys"]
+
+
+def trainer_state(trainer) -> dict:
+    """Everything needed to continue `trainer`'s run exactly (see `Checkpoint`)."""
+    scheduler, scaler = trainer.scheduler, trainer.scaler
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": trainer.epoch,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "optimizer_class": type(trainer.optimizer).__name__,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scheduler_class": type(scheduler).__name__ if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "history": {"records": trainer.history.records, "meta": trainer.history.meta},
+        "callbacks": {key: cb.state_dict() for key, cb in callback_keys(trainer.callbacks)
+                      if hasattr(cb, "state_dict")},
+        "rng": {"python": random.getstate(), "numpy": _numpy_rng_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    if hasattr(trainer.train_loader, "state_dict"):
+        state["train_loader"] = trainer.train_loader.state_dict()
+    return state
+
+
+def load_model_state(model, state: dict) -> None:
+    """Load a saved model state into `model`, rebuilding pruning masks when it was saved pruned."""
+    if any(k.endswith("_mask") for k in state):
+        from .pruning import load_pruned_state_dict
+        load_pruned_state_dict(model, state)
+    else:
+        model.load_state_dict(state)
+
+
+def restore(trainer, path, trust: bool = False) -> None:
+    """Put the run saved in `path` back into `trainer` (set up by `fit`: model, optimizer,
+    scheduler and callbacks in place). A file that does not fit this run (another model, optimizer
+    class or parameter groups, another scheduler) is refused, naming it, before anything changes."""
+    state = read_checkpoint(path, map_location=trainer.device, trust=trust)
+    _check_fits_model(path, state["model"], trainer.model.state_dict())
+    _check_fits_optimizer(path, state, trainer.optimizer)
+    saved_scheduler, scheduler = state.get("scheduler_class"), type(trainer.scheduler).__name__
+    if saved_scheduler and trainer.scheduler is not None and saved_scheduler != scheduler:
+        raise ValueError(f"{path} was saved with scheduler {saved_scheduler}, this run uses {scheduler}")
+    load_model_state(trainer.model, state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    for part in ("scheduler", "scaler"):
+        if getattr(trainer, part) is not None and state.get(part) is not None:
+            getattr(trainer, part).load_state_dict(state[part])
+    trainer.history = type(trainer.history)(state["history"]["records"], state["history"]["meta"])
+    _restore_callbacks(path, trainer.callbacks, state.get("callbacks", {}))
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    _set_numpy_rng_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    if "train_loader" in state and hasattr(trainer.train_loader, "load_state_dict"):
+        trainer.train_loader.load_state_dict(state["train_loader"])
+    trainer.epoch = state["epoch"]
+    print(f"Resumed from {path} after epoch {trainer.epoch}.", flush=True)
+
+
+def _restore_callbacks(path, callbacks, saved) -> None:
+    """Give each callback its saved entry; warn about saved entries no callback of this run owns."""
+    owners = dict(callback_keys(callbacks))
+    if isinstance(saved, list):  # older checkpoints: one state per callback, in order
+        saved = dict(zip(owners, saved))
+    for key, cb in owners.items():
+        if hasattr(cb, "load_state_dict") and saved.get(key):
+            cb.load_state_dict(saved[key])
+    unclaimed = sorted(key for key, cb_state in saved.items() if cb_state and key not in owners)
+    if unclaimed:
+        warnings.warn(f"{path} holds the state of callbacks this run does not have: {', '.join(unclaimed)} "
+                      "(resuming without them)", stacklevel=4)
+
+
+def _numpy_rng_state() -> dict:
+    """NumPy's global random state as a tensor and plain numbers, loadable without unpickling NumPy."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state) -> None:
+    """Restore `_numpy_rng_state`, or the tuple of `np.random.get_state` in older checkpoints."""
+    if isinstance(state, dict):
+        keys = np.asarray(state["keys"].cpu().numpy(), dtype=np.uint32)
+        state = (state["kind"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+    np.random.set_state(state)
+
+
+def _plain_shapes(state_dict: dict) -> dict:
+    """name -> shape, a pruned pair ``x_orig`` / ``x_mask`` counted as the plain tensor ``x``."""
+    shapes = {}
+    for key, value in state_dict.items():
+        base = key[:-5]
+        if key.endswith("_mask") and base + "_orig" in state_dict:
+            continue
+        if key.endswith("_orig") and base + "_mask" in state_dict:
+            key = base
+        shapes[key] = tuple(value.shape)
+    return shapes
+
+
+def _few(keys) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def _check_fits_model(path, saved: dict, own: dict) -> None:
+    """Refuse, naming `path`, a saved model state whose names or shapes differ from the model's."""
+    saved, own = _plain_shapes(saved), _plain_shapes(own)
+    missing, unexpected = set(own) - set(saved), set(saved) - set(own)
+    if missing or unexpected:
+        raise ValueError(f"{path} was saved from another model: "
+                         + "; ".join(f"{what} {_few(keys)}" for what, keys in
+                                     (("it lacks", missing), ("it has extra", unexpected)) if keys))
+    bad = [k for k in own if own[k] != saved[k]]
+    if bad:
+        raise ValueError(f"{path} was saved from another model: {bad[0]} has shape {saved[bad[0]]} there, "
+                         f"{own[bad[0]]} here ({len(bad)} tensor(s) differ)")
+
+
+def _check_fits_optimizer(path, state: dict, optimizer) -> None:
+    """Refuse, naming `path`, a saved optimizer state of another class or with other parameter groups."""
+    saved_groups, groups = state["optimizer"]["param_groups"], optimizer.param_groups
+    ours, theirs = type(optimizer).__name__, state.get("optimizer_class")
+    if theirs is not None and theirs != ours:
+        raise ValueError(f"{path} was saved with optimizer {theirs}, this run uses {ours}")
+    if theirs is None and saved_groups:  # older checkpoints: compare the names of the settings
+        mine, saved = set(groups[0]) - {"params"}, set(saved_groups[0]) - {"params"}
+        if mine - saved and saved - mine:  # one-sided differences come from torch versions
+            raise ValueError(f"{path} was saved with another optimizer than this run's {ours} (its settings: "
+                             f"{_few(saved)}; this one's: {_few(mine)})")
+    sizes = [len(g["params"]) for g in groups]
+    saved_sizes = [len(g.get("params", ())) for g in saved_groups]
+    if sizes != saved_sizes:
+        raise ValueError(f"{path} holds {len(saved_sizes)} optimizer parameter group(s) of sizes {saved_sizes}, "
+                         f"this run's optimizer has {len(sizes)} of sizes {sizes}")
+
+
+def callback_keys(callbacks) -> list:
+    """(key, callback) pairs naming each callback's state in a checkpoint: its class name, with
+    ``#2``, ``#3`` ... for further callbacks of the same class. Keys, not positions, so a run can
+    be resumed with callbacks added, removed or reordered and each state still finds its owner."""
+    seen: dict[str, int] = {}
+    pairs = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        pairs.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+    return pairs

@@ -1,0 +1,83 @@
+"""Every setting cifarkit reads from the environment, in one place: one function per variable.
+
+Each function reads its variable when called, never at import time, so a test's
+``monkeypatch.setenv`` or the variables `cifarkit run` sets for its notebooks take effect at
+once. Nothing else in the package reads ``os.environ`` for a setting (`cifarkit.runner` *sets*
+them for the kernels it starts; `training.seed_everything` sets torch's
+``CUBLAS_WORKSPACE_CONFIG``).
+
+=========================  ==========================================================
+``CIFARKIT_DATA``          the data folder (`data_dir`), default ``~/.cache/cifarkit``
+``CIFARKIT_OFFLINE``       1: never download (`offline`)
+``CIFARKIT_NETWORK``       1 / 0: the network check's answer, set by `cifarkit run` (`network`)
+``CIFARKIT_HEADLESS``      1: no live plots or progress bars (`headless`)
+``CIFARKIT_PROFILE``       a profile name that overrides a notebook's `profile` (`profile`)
+``CIFARKIT_RESULTS_DIR``   where notebooks write their metrics (`results_dir`), default ``results``
+``CIFARKIT_ARTIFACTS``     checkpoints shared between notebooks (`artifacts_dir`)
+=========================  ==========================================================
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "CIFARKIT_DATA"
+OFFLINE_ENV = "CIFARKIT_OFFLINE"
+NETWORK_ENV = "CIFARKIT_NETWORK"
+HEADLESS_ENV = "CIFARKIT_HEADLESS"
+PROFILE_ENV = "CIFARKIT_PROFILE"
+RESULTS_DIR_ENV = "CIFARKIT_RESULTS_DIR"
+ARTIFACTS_ENV = "CIFARKIT_ARTIFACTS"
+
+
+def env_flag(name: str) -> bool | None:
+    """An on/off environment variable: True (1, true, yes, on), False (0, false, no, off), or None
+    when it is unset or empty. Anything else raises a one-line ValueError naming the variable."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={os.environ[name]!r}: use 1 or 0")
+
+
+def data_dir() -> Path | None:
+    """``$CIFARKIT_DATA`` as an expanded path, or None when it is unset or empty."""
+    value = os.environ.get(DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def offline() -> bool:
+    """``CIFARKIT_OFFLINE=1``: never download. Unset means False; a malformed value raises."""
+    return bool(env_flag(OFFLINE_ENV))
+
+
+def network() -> bool | None:
+    """``CIFARKIT_NETWORK``: the run's answer to "is the network up?" (True / False), or None when
+    it is unset (then `cifarkit.data.network_available` probes). A malformed value raises."""
+    return env_flag(NETWORK_ENV)
+
+
+def headless() -> bool:
+    """``CIFARKIT_HEADLESS`` is 1, true or yes (any case): show no live plot or progress bar.
+
+    Lenient on purpose: any other value means False, so a typo never stops a plot being made."""
+    return os.environ.get(HEADLESS_ENV, "").lower() in ("1", "true", "yes")
+
+
+def profile() -> str | None:
+    """``$CIFARKIT_PROFILE`` (it overrides a notebook's `profile` parameter), or None when unset or empty."""
+    return os.environ.get(PROFILE_ENV) or None
+
+
+def results_dir() -> Path:
+    """``$CIFARKIT_RESULTS_DIR`` (set by `cifarkit run` to the run directory), else ``./results``."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or "results")
+
+
+def artifacts_dir() -> Path | None:
+    """``$CIFARKIT_ARTIFACTS``, or None when it is unset or empty (then ``<results dir>/artifacts``)."""
+    value = os.environ.get(ARTIFACTS_ENV)
+    return Path(value) if value else None
