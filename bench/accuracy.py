@@ -132,6 +132,11 @@ def changed_recipe(recipe, settings: list[str]):
         raise ValueError(f"--set: {e}") from None
 
 
+def percent(value) -> str:
+    """An accuracy for a table: ``91.07%``, or ``-`` when it was not measured (None)."""
+    return "-" if value is None else f"{value:.2%}"
+
+
 def merge_results(entry: dict, path: Path) -> None:
     """Add `entry` to the results file under its key (recipe and epochs), atomically."""
     table = json.loads(path.read_text()) if path.exists() else {}
@@ -185,11 +190,14 @@ def main(argv=None) -> dict:
     result = train_recipe(recipe, data, device=args.device, seed=args.seed, callbacks=stop, targets=TIMED_TARGETS,
                           checkpoint=out / "checkpoint.pt", progress=False)
     hist = result.history
-    n_exact = min(EXACT_TEST_IMAGES, len(data.y_test))
-    exact_loader = ck.TensorLoader(data.x_test[:n_exact], data.y_test[:n_exact], 500, device=args.device)
-    exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
-    twin_acc = None
-    if args.source != "synthetic" and Path(args.jpeg_twins).is_file():
+    # the split's first 1,000 images are the exact ones; a --n-test subset is a stratified sample
+    # of the split, whose first images are others, so it scores neither them nor their JPEG twins
+    n_exact = min(EXACT_TEST_IMAGES, len(data.y_test)) if args.n_test is None else 0
+    exact = twin_acc = None
+    if n_exact:
+        exact_loader = ck.TensorLoader(data.x_test[:n_exact], data.y_test[:n_exact], 500, device=args.device)
+        exact = ck.evaluate(result.model, exact_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
+    if n_exact and args.source != "synthetic" and Path(args.jpeg_twins).is_file():
         twins = jpeg_twins(Path(args.jpeg_twins), data.x_test[:n_exact])
         twin_loader = ck.TensorLoader(twins, data.y_test[:n_exact], 500, device=args.device)
         twin_acc = ck.evaluate(result.model, twin_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
@@ -227,7 +235,7 @@ def main(argv=None) -> dict:
     merge_results(entry, Path(args.results))
     print(f"{recipe.name}: test {entry['test_acc']:.2%}"
           + (f", with TTA ({recipe.tta}) {entry['test_acc_tta']:.2%}" if result.test_tta else "")
-          + f"; exact first {n_exact}: {exact:.2%}"
+          + (f"; exact first {n_exact}: {exact:.2%}" if exact is not None else "; exact images not scored (--n-test subset)")
           + (f" (the same images JPEG-decoded: {twin_acc:.2%})" if twin_acc is not None else "")
           + f"; {entry['train_minutes']:.1f} training minutes "
           f"at {entry['images_per_s']:.0f} images/s ({entry['hardware']})", flush=True)

@@ -126,7 +126,9 @@ def render(summary: dict) -> list[str]:
     lines = [f"Profile `{summary['profile']}`, measured {summary['measured']} on {summary.get('machine', 'this machine')}. "
              f"Verdicts over all claims of all runs: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".", ""]
     lines += table(summary["runs"]) + [""]
-    lines += ["Seconds per run (all notebooks of the run, the runner's own timing): "
+    lines += ["Seconds per run (the sum of its notebooks' times, the runner's own timing; notebooks of one run "
+              "that were swept at different times, on a machine busy or not, add up here, so only a run swept "
+              "whole in one invocation times the quick suite): "
               + ", ".join(f"{run} {s:.0f}" for run, s in seconds.items()) + "."]
     for note in summary.get("skipped", []):
         lines.append(f"Skipped: {note}.")

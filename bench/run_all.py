@@ -133,7 +133,7 @@ def accuracy_section() -> list[str]:
         lines.append(
             f"| {e.get('label', e['recipe'])} | {epochs} | {f'{seed:.1%} (30 epochs)' if seed else '-'} | "
             f"{e['test_acc']:.2%} | {flip} | {times} | {e['train_minutes']:.1f} | "
-            f"{e['images_per_s']:.0f} | {e['hardware']} | {e['exact_first_1000_acc']:.2%}{twin} |")
+            f"{e['images_per_s']:.0f} | {e['hardware']} | {accuracy.percent(e.get('exact_first_1000_acc'))}{twin} |")
     lines.append("")
     for key, e in sorted(table.items()):
         curve = ", ".join(f"{100 * a:.1f}" for a in e.get("val_acc_per_epoch", []))

@@ -153,10 +153,6 @@ def run_variant(variant: str, args, out: Path, invocation: str) -> dict | None:
     return entry
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{value:.2%}"
-
-
 def table(out: Path) -> list[str]:
     """The markdown table of the recorded runs in `out`."""
     run = json.loads((out / "run.json").read_text())
@@ -188,8 +184,8 @@ def table(out: Path) -> list[str]:
             ratio = f"{per_epoch(entry) / per_epoch(base_entry):.2f}" + ("" if same else " *")
         delta = (headline(entry) - headline(base_entry)) * 100
         epochs = f"{entry['epochs']}" + ("" if entry["complete"] else f" of {entry['planned_epochs']}")
-        lines.append(f"| {variant} | {words} | {epochs} | {_pct(entry['test_acc'])} | {_pct(entry['test_acc_tta'])} "
-                     f"| {_pct(entry['exact_first_1000_acc'])} | {delta:+.2f} | {per_epoch(entry):.1f} | {ratio} |")
+        lines.append(f"| {variant} | {words} | {epochs} | {accuracy.percent(entry['test_acc'])} | {accuracy.percent(entry['test_acc_tta'])} "
+                     f"| {accuracy.percent(entry['exact_first_1000_acc'])} | {delta:+.2f} | {per_epoch(entry):.1f} | {ratio} |")
     s = run["settings"]
     lines += ["", f"Measured on {base_entry['hardware']}, torch {base_entry['torch']}, "
                   f"{base_entry['finished'][:10]}; data {base_entry['data']}, {base_entry['n_train']} training / "

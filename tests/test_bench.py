@@ -34,6 +34,8 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     merged = json.loads(results.read_text())
     assert set(merged) == {"other-3ep", "speedrun-1ep"}
     assert saved["complete"] and saved["planned_epochs"] == 1
+    assert saved["exact_first_1000_acc"] is None, "a --n-test subset does not hold the split's first images"
+    assert accuracy.percent(None) == "-" and accuracy.percent(0.91071) == "91.07%"
     again = accuracy.main(args)  # resumes from the finished checkpoint: no new training
     assert again["val_acc_per_epoch"] == entry["val_acc_per_epoch"]
 
