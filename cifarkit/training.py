@@ -245,9 +245,7 @@ STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler
 
 
 class Trainer:
-    """Fit a model for `max_epochs` epochs.
-
-    Numeric arguments are checked here, with the accepted range in the message.
+    """Fit a model for `max_epochs` epochs. Arguments are checked, with the accepted range in the message.
 
     Args:
         max_epochs: number of epochs (an int >= 0).
@@ -287,8 +285,7 @@ class Trainer:
         self.history, self.epoch, self.batch, self.last_loss = History(), 0, 0, None
         self.optimizer = self.scheduler = self.scaler = None
         self.model = self.loss_fn = self.train_loader = self.val_loader = None
-        self.interrupted = False
-        self.should_stop = False  # a callback sets it to end training after the current epoch
+        self.interrupted = self.should_stop = False  # a callback sets should_stop to end after this epoch
 
     def fit(self, model: nn.Module, train_loader, val_loader=None, optimizer=None, loss_fn=None,
             scheduler=None, resume_from=None, trust_checkpoint: bool = False) -> History:
@@ -304,9 +301,8 @@ class Trainer:
         stop button) ends training after the batch in flight and returns the history so far.
         """
         _check_fit_arguments(train_loader, resume_from, trust_checkpoint)
-        self.model = model.to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
+                              else torch.preserve_format)
         self.optimizer, self.scheduler = _optimizer_for(model, optimizer), scheduler
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self.train_loader, self.val_loader = train_loader, val_loader
