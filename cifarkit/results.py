@@ -55,7 +55,9 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     (profile, device, precision, data source), and return its path.
 
     In a course notebook the name comes from its settings: ``record_results(metrics, cfg, data=...,
-    claims=...)`` with the `cfg` of `ck.setup`, which knows the notebook (``cfg.notebook``).
+    claims=...)`` with the `cfg` of `ck.setup`, which knows the notebook (``cfg.notebook``; under
+    `cifarkit run`, the file stem the runner executes, ``$CIFARKIT_NOTEBOOK``, so a renamed copy
+    still writes the file the runner reads).
     Elsewhere name the file: ``record_results("03_pruning", metrics, cfg, ...)``; the name must be a
     plain file stem (ValueError otherwise: nothing is written outside the results folder).
     `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
@@ -70,7 +72,7 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
         if cfg is None or not cfg.get("notebook"):
             raise ValueError("record_results(metrics, cfg): cfg must come from ck.setup(notebook, ...), which "
                              "names the notebook; otherwise pass the name: record_results('03_pruning', metrics)")
-        name = cfg["notebook"]
+        name = settings.notebook() or cfg["notebook"]  # under the runner: the file it executes
     _check_name(name)
     if not isinstance(metrics, dict):
         raise TypeError(f"record_results: metrics must be a dict, got {type(metrics).__name__}")

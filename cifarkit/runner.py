@@ -45,6 +45,8 @@ Each notebook's kernel sees these variables (restored when the run ends):
   caller's shell says, so checkpoints shared between notebooks stay inside
   the run;
 * ``CIFARKIT_HEADLESS=1``;
+* ``CIFARKIT_NOTEBOOK``: the notebook's file stem, so ``record_results(metrics, cfg)`` writes
+  ``<stem>.metrics.json`` even for a renamed copy of a course notebook;
 * ``CIFARKIT_PROFILE`` is removed, so that the injected ``profile``
   parameter is the only source of truth;
 * ``CIFARKIT_NETWORK``: ``"1"`` or ``"0"``, whether the network answered
@@ -174,14 +176,20 @@ def _check_kernels(notebooks: Sequence[Path], kernel_name: str | None) -> None:
 
 
 class _KernelEnv:
-    """Set the kernel's environment variables (see the module docstring) and restore them."""
+    """Set environment variables for the kernels (None: remove one) and restore them afterwards."""
 
-    def __init__(self, run_dir: Path, network: str | None = None):
-        self.values = {"CIFARKIT_RESULTS_DIR": str(run_dir), "CIFARKIT_HEADLESS": "1",
-                       "CIFARKIT_PROFILE": None, "CIFARKIT_ARTIFACTS": str(run_dir / "artifacts")}
-        if network is not None:
-            self.values["CIFARKIT_NETWORK"] = network
+    def __init__(self, values: Mapping[str, str | None]):
+        self.values = dict(values)
         self.saved: dict[str, str | None] = {}
+
+    @classmethod
+    def for_run(cls, run_dir: Path, network: str | None = None) -> "_KernelEnv":
+        """The variables of a whole run (see the module docstring)."""
+        values = {"CIFARKIT_RESULTS_DIR": str(run_dir), "CIFARKIT_HEADLESS": "1",
+                  "CIFARKIT_PROFILE": None, "CIFARKIT_ARTIFACTS": str(run_dir / "artifacts")}
+        if network is not None:
+            values["CIFARKIT_NETWORK"] = network
+        return cls(values)
 
     def __enter__(self) -> "_KernelEnv":
         for key, value in self.values.items():
@@ -454,18 +462,19 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     # a bar redraws itself with \r: fine on a terminal, one endless line in a CI log or a file
     show_bar = progress and _isatty(sys.stderr)
     bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not show_bar, file=sys.stderr)
-    with _KernelEnv(run_dir, network):
+    with _KernelEnv.for_run(run_dir, network):
         for path in bar:
             bar.set_postfix_str(path.name)
             output = run_dir / path.name
             t0 = time.perf_counter()
             error = None
             try:
-                papermill.execute_notebook(
-                    str(path.resolve()), str(output), parameters=plan[path.name],
-                    cwd=str(run_dir), kernel_name=kernel_name,
-                    progress_bar=False, log_output=False, **engine_kwargs,
-                )
+                with _KernelEnv({"CIFARKIT_NOTEBOOK": path.stem}):  # the metrics file the runner reads
+                    papermill.execute_notebook(
+                        str(path.resolve()), str(output), parameters=plan[path.name],
+                        cwd=str(run_dir), kernel_name=kernel_name,
+                        progress_bar=False, log_output=False, **engine_kwargs,
+                    )
             except Exception as exc:  # noqa: BLE001 - one failure must not stop the run
                 error = _error_summary(exc)
             except KeyboardInterrupt:

@@ -28,6 +28,7 @@ HEADLESS_ENV = "CIFARKIT_HEADLESS"
 PROFILE_ENV = "CIFARKIT_PROFILE"
 RESULTS_DIR_ENV = "CIFARKIT_RESULTS_DIR"
 ARTIFACTS_ENV = "CIFARKIT_ARTIFACTS"
+NOTEBOOK_ENV = "CIFARKIT_NOTEBOOK"
 
 
 def env_flag(name: str) -> bool | None:
@@ -75,6 +76,13 @@ def profile() -> str | None:
 def results_dir() -> Path:
     """``$CIFARKIT_RESULTS_DIR`` (set by `cifarkit run` to the run directory), else ``./results``."""
     return Path(os.environ.get(RESULTS_DIR_ENV) or "results")
+
+
+def notebook() -> str | None:
+    """``$CIFARKIT_NOTEBOOK``: the file stem of the notebook the runner is executing (it sets the
+    variable for each kernel), so `record_results` writes the file the runner reads even for a
+    renamed copy of a course notebook; None outside the runner."""
+    return os.environ.get(NOTEBOOK_ENV) or None
 
 
 def artifacts_dir() -> Path | None:

@@ -95,8 +95,12 @@ def test_setup_names_the_notebook_and_copies_the_profile(tmp_path, monkeypatch, 
     cfg.finetune["epochs"] = 99  # a notebook changing its settings changes nobody else's
     assert cifarkit.course.FINETUNE["quick"]["epochs"] == 3
     assert cifarkit.artifact(cfg, "m") == tmp_path / "artifacts" / "m_quick.pt"
+    monkeypatch.delenv("CIFARKIT_NOTEBOOK", raising=False)
     path = cifarkit.record_results({"acc": 0.5}, cfg)
     assert path == tmp_path / "03_pruning.metrics.json"
+    monkeypatch.setenv("CIFARKIT_NOTEBOOK", "03_pruning_mine")  # the runner executes a renamed copy
+    assert cifarkit.record_results({"acc": 0.5}, cfg) == tmp_path / "03_pruning_mine.metrics.json"
+    assert cifarkit.record_results("named", {"acc": 0.5}) == tmp_path / "named.metrics.json"
     with pytest.raises(ValueError, match=r"ck.setup\(notebook"):
         cifarkit.record_results({"acc": 0.5}, cifarkit.resolve_profile("quick", {"quick": {}}, verbose=False))
 

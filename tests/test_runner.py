@@ -55,7 +55,7 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
 #: A cell that records the kernel's environment in <stem>.metrics.json (stem from the file name).
 ENV_CELL = """import json, os
 from pathlib import Path
-names = ["CIFARKIT_RESULTS_DIR", "CIFARKIT_ARTIFACTS", "CIFARKIT_NETWORK", "CIFARKIT_HEADLESS"]
+names = ["CIFARKIT_RESULTS_DIR", "CIFARKIT_ARTIFACTS", "CIFARKIT_NETWORK", "CIFARKIT_HEADLESS", "CIFARKIT_NOTEBOOK"]
 out = Path(os.environ["CIFARKIT_RESULTS_DIR"]) / (STEM + ".metrics.json")
 out.write_text(json.dumps({"env": {k: os.environ.get(k) for k in names}, "data_source": data_source}))
 """
@@ -529,7 +529,9 @@ def test_one_kernel_environment_per_run_and_clean_output(tmp_path, monkeypatch, 
     for nb in result.notebooks:
         assert nb.metrics["env"] == {"CIFARKIT_RESULTS_DIR": str(result.run_dir),
                                      "CIFARKIT_ARTIFACTS": str(result.run_dir / "artifacts"),
-                                     "CIFARKIT_NETWORK": "0", "CIFARKIT_HEADLESS": "1"}
+                                     "CIFARKIT_NETWORK": "0", "CIFARKIT_HEADLESS": "1",
+                                     "CIFARKIT_NOTEBOOK": nb.stem}  # each kernel its own file stem
+    assert "CIFARKIT_NOTEBOOK" not in os.environ
     assert not (tmp_path / "elsewhere").exists()
     assert os.environ["CIFARKIT_ARTIFACTS"] == str(tmp_path / "elsewhere")  # restored
     assert "CIFARKIT_NETWORK" not in os.environ
