@@ -321,7 +321,7 @@ def test_ablation_script_smoke_run_writes_its_table(tmp_path, monkeypatch):
     lines = speedrun_ablation.main(argv)
     assert (out / "speedrun-v3" / "checkpoint.pt").exists() and (out / "table.md").exists()
     rows = [line for line in lines if line.startswith("| speedrun-v3 ") or line.startswith("| no-tta ")]
-    assert len(rows) == 2 and "same training" in rows[1] and "| — |" in rows[1]
+    assert len(rows) == 2 and "same training" in rows[1] and "| - |" in rows[1]
     assert speedrun_ablation.main(argv) == lines  # finished variants are kept, not trained again
     with pytest.raises(SystemExit, match="other settings"):
         speedrun_ablation.main(argv[:2] + ["--epochs", "2"] + argv[4:])
