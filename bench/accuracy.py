@@ -5,11 +5,11 @@
     python bench/accuracy.py speedrun --set cutout=8       # a variant: any recipe field, as a literal
     nohup python bench/accuracy.py gated-improved > bench/runs/gated-improved.log 2>&1 &
 
-Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun, speedrun-wide). The
+Recipes are `cifarkit.recipes.RECIPES` (gated-seed, gated-improved, speedrun, airbench94-muon, speedrun-v2, speedrun-wide). The
 whole training state is checkpointed after every epoch in ``OUT/checkpoint.pt``; running the same
 command again resumes from it, so a long run survives the end of a session. ``--stop-after N`` ends
 this invocation after N more epochs (a partial result, marked ``"complete": false``, is still
-written). Results go to ``OUT/result.json`` and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``) and are merged into
+written). Results go to ``OUT/result.json`` and ``OUT/curve.png`` (OUT defaults to ``bench/runs/<recipe>-<epochs>ep``, ``-seed<N>`` added for a seed other than 0) and are merged into
 ``bench/accuracy_results.json``, which `make bench` turns into the table of bench/results.md.
 
 Evaluation: the 10,000-image test split, and separately its first 1,000 images. In the copy of
@@ -180,7 +180,8 @@ def main(argv=None) -> dict:
         recipe = changed_recipe(recipe, args.set)
     except ValueError as e:
         p.error(str(e))
-    out = Path(args.out or HERE / "runs" / f"{recipe.name}-{recipe.epochs}ep")
+    run_name = f"{recipe.name}-{recipe.epochs}ep" + (f"-seed{args.seed}" if args.seed else "")  # seeds never share a run
+    out = Path(args.out or HERE / "runs" / run_name)
     out.mkdir(parents=True, exist_ok=True)
     data = ck.load_data(args.source, args.n_train, args.n_test, seed=args.seed, root=args.root)
     print(recipe.summary(), flush=True)
@@ -202,7 +203,7 @@ def main(argv=None) -> dict:
         twin_loader = ck.TensorLoader(twins, data.y_test[:n_exact], 500, device=args.device)
         twin_acc = ck.evaluate(result.model, twin_loader, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift)["acc"]
     entry = {
-        "key": f"{recipe.name}-{recipe.epochs}ep",
+        "key": run_name,
         "recipe": recipe.name,
         "summary": recipe.summary(),
         "epochs": len(hist),

@@ -184,8 +184,26 @@ def full_lessons_section() -> list[str]:
     return ["### Full profiles", "", *lessons.render(json.loads(path.read_text()))]
 
 
+def speedrun_section() -> list[str]:
+    """Section 7: the speedrun's ablation and the goal's yardstick, as `bench/speedrun_ablation.py
+    --record` kept them in bench/speedrun_record.json (hours of training: re-tabled, not measured)."""
+    path = HERE / "speedrun_record.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    lines = ["## 7. Speedrun: which ingredient matters, and the time yardstick (bench/speedrun_ablation.py)", ""]
+    for kind, title in (("timing", "Time of a whole `speedrun` run in epochs of `speedrun-v2`, timed side by side"),
+                        ("ablation", "Ablation: `speedrun` with one ingredient removed at a time, 8 epochs each, "
+                                     "full training split")):
+        if kind in record:
+            lines += [f"### {title}", "", *record[kind]["table"], "",
+                      f"Recorded {record[kind]['recorded']}: `{record[kind]['command']}`", ""]
+    return lines
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
-            "suite": suite_section, "memory": memory_section, "lessons": lessons_section}
+            "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
+            "speedrun": speedrun_section}
 MARK = "<!-- section: {} -->"
 
 
@@ -218,12 +236,14 @@ def main(argv=None):
     kept = previous_sections(results)
     lines = ["# Benchmarks", "", f"Written by `make bench` (`python bench/run_all.py`) on {machine()}.", ""]
     for name in SECTIONS:
-        if name in chosen:
+        if name in chosen and name != "speedrun":
             print(f"== {name}", flush=True)
             body = SECTIONS[name]()
             body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')}._"]
         elif name == "lessons" and (HERE / "lessons_quick.json").is_file():
             body = lessons_section(measure=False)  # the recorded sweeps, re-tabled
+        elif name == "speedrun":
+            body = speedrun_section()  # always re-tabled from its record
         elif name in kept:
             body = kept[name]
         else:

@@ -1,10 +1,11 @@
-"""Which ingredient of `speedrun-v3` matters: train it, and it with each ingredient removed.
+"""Which ingredient of `speedrun` matters: train it, and it with each ingredient removed.
 
-    python bench/speedrun_ablation.py                      # the candidate + 6 variants, 8 epochs each
+    python bench/speedrun_ablation.py                      # the recipe + 7 variants, 8 epochs each
     nohup python bench/speedrun_ablation.py > bench/runs/speedrun-ablation.log 2>&1 &
     python bench/speedrun_ablation.py --only no-muon       # one variant (repeatable)
     python bench/speedrun_ablation.py --table              # only re-write the table from the runs
-    python bench/speedrun_ablation.py --timing             # speedrun vs speedrun-v3 epochs, alternately
+    python bench/speedrun_ablation.py --table --record     # ... and keep it in bench/speedrun_record.json
+    python bench/speedrun_ablation.py --timing             # a speedrun run vs speedrun-v2 epochs, alternately
     python bench/speedrun_ablation.py --timing --compile both --n-train 2000   # small proxy
     python bench/speedrun_ablation.py --compare-muon       # kit MuonSGD vs torch.optim.Muon
 
@@ -22,11 +23,11 @@ epochs, test accuracy, with TTA, the exact 1,000 with the variant's TTA, trainin
 epoch and their ratio to the baseline's. Rows whose training and the baseline's did not all
 happen in one invocation of this script are marked, since a busy machine skews such ratios.
 
-``--timing`` answers the goal's yardstick (8 epochs of v3 at most 6.9 epochs of today's
-``speedrun``): it times training epochs of both recipes alternately in this one process, each
-after ``--warmup-epochs`` untimed ones, with ``--compile off|on|both`` (``torch.compile`` of
-the model). Times are per image, scaled to a full 50,000-image epoch, so a small ``--n-train``
-is a fair proxy of the ratio.
+``--timing`` answers the goal's yardstick (a whole `speedrun` run in at most 6.9 epochs of
+``speedrun-v2``, the recipe that was ``speedrun`` when the goal was set): it times whole runs of
+the one and epochs of the other (after ``--warmup-epochs`` untimed ones) alternately in this one
+process, with ``--compile off|on|both`` (``torch.compile`` of the model). Times are per image,
+scaled to the full 50,000-image split, so a small ``--n-train`` is a fair proxy of the ratio.
 """
 from __future__ import annotations
 
@@ -51,16 +52,21 @@ import cifarkit as ck  # noqa: E402
 from cifarkit.callbacks import read_checkpoint  # noqa: E402
 from cifarkit.recipes import get_recipe, train_recipe  # noqa: E402
 
-RECIPE = "speedrun-v3"
-BASELINE = "speedrun-v3"
+RECIPE = "speedrun"
+BASELINE = "speedrun"
+#: the goal's yardstick: the recipe that was `speedrun` when the goal was set
+YARDSTICK = "speedrun-v2"
+#: the tracked copy of the finished tables (`--record`), which bench/run_all.py puts in results.md
+RECORD = HERE / "speedrun_record.json"
 #: variant -> (recipe fields changed, what it removes); the first is the baseline
 VARIANTS = {
-    BASELINE: ({}, "the candidate, every ingredient"),
+    BASELINE: ({}, "the recipe, every ingredient"),
     "no-muon": ({"muon": False}, "Nesterov SGD on the conv filters too (lr 1.46e-3 per image, momentum 0.85)"),
     "random-flip": ({"alternating_flip": False}, "random flip instead of alternating flip"),
     "learnable-bn-scale": ({"freeze_bn_weights": False}, "BatchNorm scales learn (not frozen at 1)"),
     "no-whitening": ({"whitening": False}, "a learnable 2x2 conv stem instead of the fixed whitening"),
     "no-label-smoothing": ({"label_smoothing": 0.0}, "label smoothing 0 instead of 0.2"),
+    "no-progressive-resizing": ({"image_sizes": None}, "every epoch on the full 32-pixel images"),
     "no-tta": ({"tta_flip": False, "tta_shift": 0}, "no test-time augmentation (the baseline's model)"),
 }
 REUSES_BASELINE = {"no-tta"}  # test-time only: the baseline's trained model, evaluated differently
@@ -227,67 +233,87 @@ def ablation(args) -> list[str]:
     lines = table(out)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines), flush=True)
+    if args.record:
+        record("ablation", lines, args.record, args.argv)
     return lines
+
+
+def record(kind: str, lines: list[str], path, argv: list[str]) -> None:
+    """Keep `lines` (a finished table) as `kind` ("ablation" or "timing") in the tracked record
+    `path` (default bench/speedrun_record.json, which `bench/run_all.py` tables in results.md):
+    bench/runs/ is not part of the repository."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[kind] = {"table": lines, "recorded": time.strftime("%Y-%m-%d %H:%M"),
+                  "command": "python bench/speedrun_ablation.py " + " ".join(argv)}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"recorded the {kind} table in {path}", flush=True)
 
 
 # --------------------------------------------------------------------------- timing
 
 def time_recipes(args) -> dict:
-    """Seconds per full (50,000-image) training epoch of `speedrun` and `speedrun-v3`, timed
-    alternately in this process, eager and/or compiled."""
+    """The goal's yardstick, timed alternately in this one process: the training seconds of a
+    whole `speedrun` run (every epoch of its schedule, the small ones of progressive resizing
+    included) against the seconds per epoch of `speedrun-v2` (after ``--warmup-epochs`` untimed
+    ones), eager and/or compiled; per image, scaled to the full 50,000-image split."""
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     data = ck.load_data(args.source, args.n_train, args.n_test or 500, seed=args.seed, root=args.root)
-    names = ("speedrun", RECIPE)
+    names = (YARDSTICK, RECIPE)
     samples: dict[tuple, list[float]] = {(n, c): [] for c in modes for n in names}
     order = list(samples)
     for r in range(args.rounds):
         for name, compiled in (order if r % 2 == 0 else order[::-1]):  # ABAB.. then ..BABA: drift cancels
-            recipe = get_recipe(name, epochs=args.warmup_epochs + args.timed_epochs, compile=compiled)
-            if name == RECIPE:  # --set changes the candidate only, e.g. --set batch_size=1024
-                recipe = accuracy.changed_recipe(recipe, args.set)
+            if name == YARDSTICK:
+                recipe = get_recipe(name, epochs=args.warmup_epochs + args.timed_epochs, compile=compiled)
+            else:  # --set changes the candidate only, e.g. --set micro_batch=250
+                recipe = accuracy.changed_recipe(get_recipe(name, compile=compiled, **(
+                    {"epochs": args.epochs} if args.epochs else {})), args.set)
             result = train_recipe(recipe, data, device=args.device, seed=args.seed, progress=False, log=False,
                                   eval_batch_size=500)
             full = FULL_EPOCH_IMAGES // recipe.batch_size * recipe.batch_size
-            rates = result.history["images_per_s"][args.warmup_epochs:]
-            samples[(name, compiled)] += [full / rate for rate in rates]
+            seconds = [full / rate for rate in result.history["images_per_s"]]
+            samples[(name, compiled)] += seconds[args.warmup_epochs:] if name == YARDSTICK else [sum(seconds)]
             print(f"round {r + 1}: {name}{' compiled' if compiled else ''}: "
-                  + ", ".join(f"{full / rate:.1f}" for rate in rates) + " s per full epoch", flush=True)
-    per_epoch = {f"{n}{' compiled' if c else ''}": statistics.median(v) for (n, c), v in samples.items()}
-    report = {"seconds_per_full_epoch": per_epoch, "samples": {f"{n}|{c}": v for (n, c), v in samples.items()},
+                  + ", ".join(f"{s:.1f}" for s in seconds) + " s per full epoch"
+                  + ("" if name == YARDSTICK else f" (run {sum(seconds):.1f} s)"), flush=True)
+    median = {f"{n}{' compiled' if c else ''}": statistics.median(v) for (n, c), v in samples.items()}
+    report = {"seconds": median, "samples": {f"{n}|{c}": v for (n, c), v in samples.items()},
               "hardware": accuracy.hardware(), "torch": torch.__version__, "n_train": len(data.y_train),
               "data": data.label, "when": time.strftime("%Y-%m-%d %H:%M"),
-              "command": "python bench/speedrun_ablation.py " + " ".join(sys.argv[1:])}
-    v3_epochs = get_recipe(RECIPE).epochs
-    lines = ["| recipe | compile | s / full epoch | v3 / speedrun | 8 v3 epochs in speedrun epochs |",
-             "| --- | --- | ---: | ---: | ---: |"]
+              "command": "python bench/speedrun_ablation.py " + " ".join(args.argv)}
+    lines = [f"| recipe | compile | training seconds (full split) | in {YARDSTICK} epochs |",
+             "| --- | --- | ---: | ---: |"]
     for compiled in modes:
         tag = " compiled" if compiled else ""
-        base, new = per_epoch[f"speedrun{tag}"], per_epoch[f"{RECIPE}{tag}"]
-        report[f"ratio_v3_to_speedrun{'_compiled' if compiled else ''}"] = new / base
-        lines += [f"| speedrun | {'on' if compiled else 'off'} | {base:.1f} | | |",
-                  f"| {RECIPE} | {'on' if compiled else 'off'} | {new:.1f} | {new / base:.3f} | "
-                  f"{v3_epochs * new / base:.2f} (goal ≤ {GOAL_EPOCHS_OF_SPEEDRUN}) |"]
+        base, run = median[f"{YARDSTICK}{tag}"], median[f"{RECIPE}{tag}"]
+        report[f"run_in_yardstick_epochs{'_compiled' if compiled else ''}"] = run / base
+        lines += [f"| {YARDSTICK}, one epoch | {'on' if compiled else 'off'} | {base:.1f} | 1 |",
+                  f"| {RECIPE}, the whole run | {'on' if compiled else 'off'} | {run:.1f} | "
+                  f"{run / base:.2f} (goal ≤ {GOAL_EPOCHS_OF_SPEEDRUN}) |"]
     if len(modes) == 2:
         for name in names:
-            ratio = per_epoch[f"{name} compiled"] / per_epoch[name]
+            ratio = median[f"{name} compiled"] / median[name]
             report[f"compile_ratio_{name}"] = ratio
-            lines.append(f"\n{name}: compiled / eager time per epoch = {ratio:.3f}")
+            lines.append(f"\n{name}: compiled / eager training time = {ratio:.3f}")
     lines.append(f"\n{report['hardware']}, torch {report['torch']}, {report['when']}; {report['n_train']} training "
                  f"images of {report['data']} (times scaled per image to {FULL_EPOCH_IMAGES}); median of "
-                 f"{args.rounds} round(s) x {args.timed_epochs} epoch(s) after {args.warmup_epochs} untimed.")
+                 f"{args.rounds} round(s); {YARDSTICK}: {args.timed_epochs} epoch(s) after {args.warmup_epochs} untimed.")
     report["table"] = lines
     print("\n".join(lines), flush=True)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "timing.json").write_text(json.dumps(report, indent=1))
         (Path(args.out) / "timing.md").write_text("\n".join(lines) + "\n")
+    if args.record:
+        record("timing", lines, args.record, args.argv)
     return report
 
 
 # --------------------------------------------------------------------------- Muon, kit vs torch
 
 def compare_muon(args) -> dict:
-    """Time one step over v3's conv filters with `MuonSGD` and with ``torch.optim.Muon`` (on 2-D
+    """Time one step over the speedrun's conv filters with `MuonSGD` and with ``torch.optim.Muon`` (on 2-D
     copies, 3 Newton-Schulz steps, no decay, the weights renormalised by a pre-hook so both do
     airbench's update), single-threaded, and measure how far their weights end up apart."""
     from cifarkit.optim import MuonSGD
@@ -356,15 +382,18 @@ def main(argv=None):
     p.add_argument("--jpeg-twins", help="passed to bench/accuracy.py")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a field of every variant, as bench/accuracy.py's --set (e.g. smaller widths for "
-                        "a smoke run); a variant's own change wins. With --timing: of speedrun-v3 only")
-    p.add_argument("--timing", action="store_true", help="time speedrun and speedrun-v3 epochs alternately")
+                        "a smoke run); a variant's own change wins. With --timing: of speedrun only")
+    p.add_argument("--timing", action="store_true", help="time speedrun runs and speedrun-v2 epochs alternately")
     p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="--timing: torch.compile")
     p.add_argument("--rounds", type=int, default=2, help="--timing: rounds of both recipes")
     p.add_argument("--warmup-epochs", type=int, default=1, help="--timing: untimed epochs before the timed ones")
     p.add_argument("--timed-epochs", type=int, default=1, help="--timing: timed epochs per round and recipe")
     p.add_argument("--compare-muon", action="store_true", help="time kit MuonSGD against torch.optim.Muon")
+    p.add_argument("--record", nargs="?", const=str(RECORD), metavar="FILE",
+                   help=f"also keep the table (ablation or --timing) in FILE (default {RECORD.relative_to(HERE.parent)})")
     p.add_argument("--muon-steps-timed", type=int, default=10)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the recorded command lines
     if args.source == "synthetic" and not args.allow_synthetic:
         p.error("--source synthetic measures nothing about CIFAR-10; add --allow-synthetic for a smoke test")
     if args.compare_muon:

@@ -268,7 +268,8 @@ class TensorLoader(Batches):
         if augment and self.cutout:
             xb = random_cutout(xb, self.cutout, self.generator)
         if self.resize is not None and xb.shape[-1] != self.resize:
-            xb = F.interpolate(xb, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+            xb = F.interpolate(xb, size=(self.resize, self.resize), mode="bilinear", align_corners=False,
+                               antialias=self.resize < xb.shape[-1])  # smaller: average, do not alias
         return xb.contiguous(memory_format=self.memory_format)
 
 

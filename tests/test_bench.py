@@ -16,14 +16,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_accuracy_refuses_synthetic_data_without_the_flag(capsys):
     with pytest.raises(SystemExit):
-        accuracy.main(["speedrun", "--source", "synthetic"])
+        accuracy.main(["speedrun-v2", "--source", "synthetic"])
     assert "--allow-synthetic" in capsys.readouterr().err
 
 
 def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     results = tmp_path / "all.json"
     results.write_text(json.dumps({"other-3ep": {"recipe": "other"}}))
-    args = ["speedrun", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
+    args = ["speedrun-v2", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
             "--n-test", "64", "--out", str(tmp_path / "run"), "--results", str(results)]
     entry = accuracy.main(args)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -32,7 +32,7 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     assert 0.0 <= saved["test_acc"] <= 1.0 and saved["test_acc_tta"] is not None and saved["tta"]
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "curve.png").exists()
     merged = json.loads(results.read_text())
-    assert set(merged) == {"other-3ep", "speedrun-1ep"}
+    assert set(merged) == {"other-3ep", "speedrun-v2-1ep"}
     assert saved["complete"] and saved["planned_epochs"] == 1
     assert saved["exact_first_1000_acc"] is None, "a --n-test subset does not hold the split's first images"
     assert accuracy.percent(None) == "-" and accuracy.percent(0.91071) == "91.07%"
@@ -41,29 +41,34 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
 
 
 def test_accuracy_stop_after_writes_a_partial_result_then_resumes(tmp_path):
-    args = ["speedrun", "--epochs", "2", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
+    args = ["speedrun-v2", "--epochs", "2", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
             "--n-test", "64", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "all.json")]
     partial = accuracy.main(args + ["--stop-after", "1"])
     assert partial["epochs"] == 1 and not partial["complete"] and partial["planned_epochs"] == 2
     finished = accuracy.main(args)
     assert finished["epochs"] == 2 and finished["complete"]
     assert finished["val_acc_per_epoch"][0] == partial["val_acc_per_epoch"][0]
+    # another seed is another run: its own key in the results (never a resumed seed-0 checkpoint)
+    other = accuracy.main(args[:10] + ["--out", str(tmp_path / "run1"), "--results", str(tmp_path / "all.json"),
+                                       "--seed", "1"])
+    assert other["key"] == "speedrun-v2-2ep-seed1" and set(json.loads((tmp_path / "all.json").read_text())) >= {
+        "speedrun-v2-2ep", "speedrun-v2-2ep-seed1"}
 
 
 def test_accuracy_set_changes_recipe_fields_and_names_the_run(tmp_path, capsys):
-    base = accuracy.get_recipe("speedrun")
+    base = accuracy.get_recipe("speedrun-v2")
     changed = accuracy.changed_recipe(base, ["cutout=8", "pad_mode=zeros", "model_kwargs={'widths': (8, 16)}"])
     assert changed.cutout == 8 and changed.pad_mode == "zeros" and changed.model_kwargs == {"widths": (8, 16)}
-    assert changed.name == "speedrun+cutout-8+pad-mode-zeros+model-kwargs-widths-8-16"
+    assert changed.name == "speedrun-v2+cutout-8+pad-mode-zeros+model-kwargs-widths-8-16"
     assert changed.lr == base.lr and accuracy.changed_recipe(base, []) is base
     for bad in (["cutout"], ["no_such_field=1"], ["name=x"], ["cutout=-1"]):
         with pytest.raises(ValueError, match="--set"):
             accuracy.changed_recipe(base, bad)
-    args = ["speedrun", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
+    args = ["speedrun-v2", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
             "--n-test", "64", "--results", str(tmp_path / "all.json"), "--set", "cutout=4",
             "--out", str(tmp_path / "run")]
     entry = accuracy.main(args)
-    assert entry["key"] == "speedrun+cutout-4-1ep" and "cutout 4" in entry["summary"] and "--set cutout=4" in entry["command"]
+    assert entry["key"] == "speedrun-v2+cutout-4-1ep" and "cutout 4" in entry["summary"] and "--set cutout=4" in entry["command"]
     with pytest.raises(SystemExit):
         accuracy.main(args[:-2] + ["--set", "cutout=x"])
     assert "--set" in capsys.readouterr().err
@@ -73,7 +78,7 @@ def test_memory_measures_each_case_in_its_own_process(tmp_path):
     out = memory.main(["--only", "07", "--steps", "2", "--source", "synthetic", "--json", str(tmp_path / "m.json")])
     case = out["cases"]["07"]
     assert json.loads((tmp_path / "m.json").read_text()) == out
-    assert case["steps"] == 2 and case["batch_size"] == 1024 and case["n_train"] == 5000
+    assert case["steps"] == 2 and case["batch_size"] == 1000 and case["n_train"] == 5000
     # a fresh process: its peak includes the data and a training step of a 2M-parameter net at batch 1024
     assert case["peak_rss_mib"] > case["rss_after_data_mib"] > 100
     with pytest.raises(SystemExit):
@@ -91,7 +96,9 @@ def test_memory_cases_train_what_the_notebooks_full_profiles_say(monkeypatch):
     monkeypatch.setattr(memory, "full_profile", lambda nb: dict(full, widths=(8, 16, 16), batch_size=64))
     model, optimizer, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == (8, 16, 16) and loader_kw["batch_size"] == 64
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(ck.get_recipe("speedrun").lr * 64 / 1024)
+    recipe = ck.get_recipe("speedrun").with_batch_size(64)  # the notebook's recipe: Muon first, per-image SGD rates
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([g["lr"] for g in recipe.param_groups(model)])
+    assert any(m.residual is False for m in model.stages), "the recipe's model settings survive the new widths"
 
 
 def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):

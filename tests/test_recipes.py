@@ -74,19 +74,19 @@ def test_speedrun_stage_convolutions_start_as_identity_filters():
 
 
 def test_get_recipe_names_and_validation():
-    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun", "speedrun-wide", "speedrun-v3"}
-    wide, base = get_recipe("speedrun-wide"), get_recipe("speedrun")
-    assert wide.replace(name="speedrun", epochs=base.epochs, model_kwargs={}, description=base.description) == base
+    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun-v2", "speedrun-wide", "airbench94-muon", "speedrun"}
+    wide, base = get_recipe("speedrun-wide"), get_recipe("speedrun-v2")
+    assert wide.replace(name="speedrun-v2", epochs=base.epochs, model_kwargs={}, description=base.description) == base
     seed = get_recipe("gated-seed")
     assert (seed.optimizer, seed.lr, seed.weight_decay, seed.epochs, seed.batch_size) == ("adam", 1e-3, 1e-4, 30, 128)
     assert not seed.augment and seed.schedule == "constant" and seed.label_smoothing == 0
-    assert get_recipe("speedrun", epochs=3).epochs == 3 and RECIPES["speedrun"].epochs != 3
-    with pytest.raises(ValueError, match="gated-seed, gated-improved, speedrun, speedrun-wide"):
+    assert get_recipe("speedrun-v2", epochs=3).epochs == 3 and RECIPES["speedrun-v2"].epochs != 3
+    with pytest.raises(ValueError, match="gated-seed, gated-improved, speedrun-v2, speedrun-wide, airbench94-muon, speedrun"):
         get_recipe("fastest")
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(schedule="cosine"), dict(label_smoothing=1.0),
                 dict(warmup=0.0), dict(batch_size=1.5)]:
         with pytest.raises(ValueError):
-            get_recipe("speedrun", **bad)
+            get_recipe("speedrun-v2", **bad)
 
 
 def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
@@ -105,7 +105,7 @@ def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
 
 
 def test_triangular_schedule_starts_and_ends_at_the_given_shares_of_the_peak():
-    recipe = get_recipe("speedrun", epochs=1, lr=1.0, warmup=0.2, lr_start=0.2, lr_end=0.1)
+    recipe = get_recipe("speedrun-v2", epochs=1, lr=1.0, warmup=0.2, lr_start=0.2, lr_end=0.1)
     opt = recipe.build_optimizer(SpeedrunNet(TINY["widths"]))
     sched = recipe.build_scheduler(opt, steps_per_epoch=10)  # peak at step 2
     lrs = [[g["lr"] for g in opt.param_groups]]
@@ -120,7 +120,7 @@ def test_triangular_schedule_starts_and_ends_at_the_given_shares_of_the_peak():
 
 
 def test_with_batch_size_scales_the_learning_rate_linearly():
-    base = get_recipe("speedrun")
+    base = get_recipe("speedrun-v2")
     small = base.with_batch_size(base.batch_size // 8)
     assert small.batch_size == base.batch_size // 8 and math.isclose(small.lr, base.lr / 8)
     assert small.weight_decay == base.weight_decay and small.epochs == base.epochs
@@ -128,7 +128,7 @@ def test_with_batch_size_scales_the_learning_rate_linearly():
 
 def test_norm_and_bias_parameters_get_their_own_learning_rate_and_decay():
     net = SpeedrunNet(TINY["widths"])
-    recipe = get_recipe("speedrun")
+    recipe = get_recipe("speedrun-v2")
     opt = recipe.build_optimizer(net)
     weights, small = opt.param_groups
     assert (weights["lr"], weights["weight_decay"]) == (recipe.lr, recipe.weight_decay)
@@ -150,10 +150,10 @@ def test_new_recipe_fields_are_validated():
     for bad in [dict(bias_lr_scale=0.0), dict(lr_start=1.5), dict(lr_end=-0.1), dict(crop_padding=-1),
                 dict(tta_shift=1.0), dict(pad_mode="wrap"), dict(cutout=-2)]:
         with pytest.raises(ValueError):
-            get_recipe("speedrun", **bad)
-    assert "cutout 8" in get_recipe("speedrun", cutout=8).summary() and "cutout" not in get_recipe("speedrun").summary()
-    assert get_recipe("speedrun").tta == "flip + shift 1" and get_recipe("gated-seed").tta == ""
-    assert "lookahead" in get_recipe("speedrun").summary()
+            get_recipe("speedrun-v2", **bad)
+    assert "cutout 8" in get_recipe("speedrun-v2", cutout=8).summary() and "cutout" not in get_recipe("speedrun-v2").summary()
+    assert get_recipe("speedrun-v2").tta == "flip + shift 1" and get_recipe("gated-seed").tta == ""
+    assert "lookahead" in get_recipe("speedrun-v2").summary()
 
 
 def test_time_to_accuracy_records_the_first_epoch_at_each_target():
@@ -171,7 +171,7 @@ def test_time_to_accuracy_records_the_first_epoch_at_each_target():
 
 def test_train_recipe_resumes_from_its_checkpoint_exactly(tmp_path):
     data = synthetic_cifar(256, 128, seed=0)
-    recipe = get_recipe("speedrun", epochs=2, batch_size=64, model_kwargs=TINY)
+    recipe = get_recipe("speedrun-v2", epochs=2, batch_size=64, model_kwargs=TINY)
     kw = dict(precision="32", progress=False, log=False, eval_batch_size=128)
     whole = train_recipe(recipe, data, **kw)
     ckpt = tmp_path / "run.pt"
@@ -187,7 +187,7 @@ def test_train_recipe_resumes_from_its_checkpoint_exactly(tmp_path):
 
 def test_train_recipe_per_image_keeps_which_test_images_were_right():
     data = synthetic_cifar(128, 96, seed=1)
-    recipe = get_recipe("speedrun", epochs=1, batch_size=64, model_kwargs=TINY)
+    recipe = get_recipe("speedrun-v2", epochs=1, batch_size=64, model_kwargs=TINY)
     kw = dict(precision="32", progress=False, log=False, eval_batch_size=64)
     plain = train_recipe(recipe, data, **kw)
     kept = train_recipe(recipe, data, per_image=True, **kw)
@@ -227,5 +227,5 @@ def test_the_recipe_and_model_registries_are_open(monkeypatch):
 ])
 def test_recipe_fields_are_checked_with_a_message_naming_them(field, value, words):
     with pytest.raises(ValueError) as info:
-        get_recipe("speedrun").replace(**{field: value})
+        get_recipe("speedrun-v2").replace(**{field: value})
     assert words in str(info.value) and "\n" not in str(info.value)

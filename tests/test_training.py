@@ -518,3 +518,70 @@ def test_progress_bar_and_epoch_log_are_callbacks_the_trainer_adds(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Training on ") and out[1].startswith("epoch 1/1  train_loss ")
     assert out[1].endswith("sparsity 0.25"), "the log runs after the callbacks that extend the record"
+
+
+@pytest.mark.parametrize("summed", [False, True])
+def test_micro_batches_give_the_whole_batch_gradient_loss_and_accuracy(summed):
+    from cifarkit.recipes import SummedCrossEntropy
+
+    grads = []
+
+    class Grab(Callback):
+        def on_after_backward(self, trainer, model):
+            grads.append([p.grad.clone() for p in model.parameters()])
+
+    def run(micro):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))  # no BatchNorm: exact equality
+        train, _ = loaders(n=64, batch=32)
+        loss_fn = SummedCrossEntropy(0.1) if summed else nn.CrossEntropyLoss(label_smoothing=0.1)
+        hist = Trainer(1, precision="32", progress=False, log=False, callbacks=[Grab()], micro_batch=micro).fit(
+            model, train, optimizer=torch.optim.SGD(model.parameters(), lr=0.01 if summed else 0.5), loss_fn=loss_fn)
+        return hist, model
+
+    whole, model_a = run(None)
+    split, model_b = run(10)  # chunks of 10, 10, 10 and 2: the uneven last one must be weighted by its size
+    assert len(grads) == 4
+    for a, b in zip(grads[0] + grads[1], grads[2] + grads[3]):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert any(not torch.allclose(g, torch.zeros_like(g)) for g in grads[0])
+    assert split["train_loss"][0] == pytest.approx(whole["train_loss"][0], rel=1e-5)
+    assert split["train_acc"] == whole["train_acc"]
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_micro_batch_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="micro_batch"):
+        Trainer(1, micro_batch=0)
+
+
+def test_progressive_resize_trains_the_listed_epochs_on_smaller_images_and_restores_the_size():
+    from cifarkit.callbacks import ProgressiveResize
+
+    seen = []
+
+    class Sizes(nn.Module):  # records the side of every training batch, then a global-pool classifier
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            if self.training:
+                seen.append(x.shape[-1])
+            return self.fc(self.conv(x).amax((2, 3)))
+
+    train, val = loaders(n=64, batch=32)
+    Trainer(3, precision="32", progress=False, log=False, callbacks=[ProgressiveResize((16, 24))]).fit(
+        Sizes(), train, val)
+    assert seen == [16, 16, 24, 24, 32, 32], "epoch 1 at 16, epoch 2 at 24, then the loader's own size"
+    assert train.resize is None, "the loader is left as it was"
+    # a downsized batch is the antialiased (averaging) resize, not every other pixel
+    x = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    x[..., ::2] = 255  # vertical stripes one pixel wide: averaging gives flat grey, sampling gives stripes
+    small = TensorLoader(x, torch.zeros(1, dtype=torch.long), 1, normalize=False, resize=16).transform(x)
+    inner = small[..., 1:-1]  # the border columns average over fewer pixels
+    assert inner.std() < 0.01 and abs(inner.mean() - 0.5) < 0.01
+    with pytest.raises(ValueError, match=r"sizes must be one or more positive ints .*got \(0,\)"):
+        ProgressiveResize((0,))

@@ -1,4 +1,6 @@
-"""The `speedrun-v3` candidate: each ingredient does what it claims, and can be switched off."""
+"""The speedrun recipes: `airbench94-muon` (the record recipe's settings in the kit's code) and
+`speedrun` (that recipe made for a CPU): each ingredient does what it claims, and can be switched off."""
+import json
 import math
 import sys
 
@@ -24,7 +26,7 @@ FAST = dict(precision="32", progress=False, log=False, eval_batch_size=128)
 
 
 def tiny_v3(**changes):
-    return get_recipe("speedrun-v3", model_kwargs=TINY, **changes)
+    return get_recipe("airbench94-muon", model_kwargs=TINY, **changes)
 
 
 def one_step(recipe, model=None, seed=0):
@@ -117,7 +119,7 @@ def test_v3_blocks_are_plain_and_the_head_divides_by_the_width():
     y = F.gelu(stage.bn(stage.pool(stage.conv(x))))
     torch.testing.assert_close(stage(x), F.gelu(stage.res_bn(stage.res_conv(y))))
     assert stage.bn.eps == 1e-12 and stage.bn.momentum == 0.4
-    net = get_recipe("speedrun-v3").build_model()
+    net = get_recipe("airbench94-muon").build_model()
     assert net.logit_scale == 1 / 256 and net.fc.bias is None
     assert sum(p.numel() for p in net.parameters()) == 1_972_792
     assert all(not s.residual for s in net.stages) and all(s.residual for s in SpeedrunNet().stages)
@@ -239,15 +241,15 @@ def test_each_ablation_switch_changes_what_it_claims():
     assert stem.whiten.weight.shape == base.build_model().whiten.weight.shape
     assert base.tta == "flip + shift 1" and tiny_v3(tta_flip=False, tta_shift=0).tta == ""
     assert tiny_v3(label_smoothing=0.0).loss_fn().mean.label_smoothing == 0.0
-    summary = get_recipe("speedrun-v3").summary()
+    summary = get_recipe("airbench94-muon").summary()
     for words in ("muon lr 0.24", "bias lr 0.053", "head lr 0.67", "linear schedule", "batch 2000",
                   "8 epochs", "summed", "alternating flip", "whitening bias trained 3 epochs", "TTA flip + shift 1"):
         assert words in summary
     assert "learnable stem" in tiny_v3(whitening=False).summary()
     # the bench script's variants each change exactly the field(s) they name, from the baseline
     for variant, (changes, _) in speedrun_ablation.VARIANTS.items():
-        changed = get_recipe("speedrun-v3", **changes)
-        diff = {f for f in changes if getattr(changed, f) != getattr(get_recipe("speedrun-v3"), f)}
+        changed = get_recipe(speedrun_ablation.RECIPE, **changes)
+        diff = {f for f in changes if getattr(changed, f) != getattr(get_recipe(speedrun_ablation.RECIPE), f)}
         assert diff == set(changes), variant
 
 
@@ -259,7 +261,7 @@ def test_each_ablation_switch_changes_what_it_claims():
 ])
 def test_recipe_refuses_a_bad_field_naming_it(field, bad):
     with pytest.raises(ValueError, match=field) as info:
-        get_recipe("speedrun-v3").replace(**{field: bad})
+        get_recipe("airbench94-muon").replace(**{field: bad})
     assert "\n" not in str(info.value)
 
 
@@ -268,13 +270,13 @@ def test_recipe_refuses_contradictory_settings_naming_the_field():
                            (dict(schedule="one-cycle"), "whiten_bias_epochs"),
                            (dict(model_kwargs={"whitening": False}), "whitening")]:
         with pytest.raises(ValueError, match=field):
-            get_recipe("speedrun-v3", **changes)
+            get_recipe("airbench94-muon", **changes)
     with pytest.raises(ValueError, match="whitening"):
         get_recipe("gated-seed", whitening=False)
 
 
 def test_v3_keeps_the_old_recipes_unchanged():
-    old = get_recipe("speedrun")
+    old = get_recipe("speedrun-v2")
     opt = old.build_optimizer(SpeedrunNet((8, 16)))
     assert type(opt) is torch.optim.SGD and [g["name"] for g in opt.param_groups] == ["filters+linear", "biases"]
     assert not old.muon and not old.sum_loss and not old.alternating_flip and old.whiten_bias_epochs is None
@@ -287,7 +289,7 @@ def test_v3_keeps_the_old_recipes_unchanged():
 
 def test_one_epoch_tiny_run_trains_above_chance():
     data = synthetic_cifar(2000, 500, seed=0)
-    recipe = get_recipe("speedrun-v3", epochs=1, batch_size=100, model_kwargs={**TINY, "widths": (16, 32)})
+    recipe = get_recipe("airbench94-muon", epochs=1, batch_size=100, model_kwargs={**TINY, "widths": (16, 32)})
     result = train_recipe(recipe, data, **FAST)
     assert result.test["acc"] > 0.2 and result.test_tta["acc"] > 0.2  # chance: 0.1
     assert result.history["train_loss"][0] < 2.5  # the mean, not the sum, is logged
@@ -311,17 +313,78 @@ def test_resume_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):
 def test_ablation_script_smoke_run_writes_its_table(tmp_path, monkeypatch):
     data = synthetic_cifar(128, 64, seed=0)
     monkeypatch.setattr(speedrun_ablation.accuracy.ck, "load_data", lambda *a, **k: data)
-    monkeypatch.setitem(speedrun_ablation.VARIANTS, "speedrun-v3", ({"model_kwargs": TINY, "batch_size": 64}, "base"))
+    monkeypatch.setitem(speedrun_ablation.VARIANTS, "speedrun", ({"model_kwargs": TINY, "batch_size": 64}, "base"))
     monkeypatch.setitem(speedrun_ablation.VARIANTS, "no-tta", ({"model_kwargs": TINY, "batch_size": 64,
                                                                 "tta_flip": False, "tta_shift": 0}, "no TTA"))
-    for name in ("no-muon", "random-flip", "learnable-bn-scale", "no-whitening", "no-label-smoothing"):
+    for name in [v for v in speedrun_ablation.VARIANTS if v not in ("speedrun", "no-tta")]:
         monkeypatch.delitem(speedrun_ablation.VARIANTS, name)
     out = tmp_path / "ablation"
     argv = ["--out", str(out), "--epochs", "1", "--source", "synthetic", "--allow-synthetic"]
     lines = speedrun_ablation.main(argv)
-    assert (out / "speedrun-v3" / "checkpoint.pt").exists() and (out / "table.md").exists()
-    rows = [line for line in lines if line.startswith("| speedrun-v3 ") or line.startswith("| no-tta ")]
+    assert (out / "speedrun" / "checkpoint.pt").exists() and (out / "table.md").exists()
+    rows = [line for line in lines if line.startswith("| speedrun ") or line.startswith("| no-tta ")]
     assert len(rows) == 2 and "same training" in rows[1] and "| - |" in rows[1]
     assert speedrun_ablation.main(argv) == lines  # finished variants are kept, not trained again
+    # --record keeps the finished table in a tracked file, which bench/run_all.py tables in results.md
+    import run_all
+    speedrun_ablation.main(argv + ["--table", "--record", str(tmp_path / "speedrun_record.json")])
+    kept = json.loads((tmp_path / "speedrun_record.json").read_text())
+    assert kept["ablation"]["table"] == lines and "--record" in kept["ablation"]["command"]
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    section = run_all.speedrun_section()
+    assert section[0].startswith("## 7. Speedrun") and rows[0] in section and "timing" not in kept
     with pytest.raises(SystemExit, match="other settings"):
         speedrun_ablation.main(argv[:2] + ["--epochs", "2"] + argv[4:])
+
+
+def test_speedrun_is_the_record_recipe_with_two_cpu_changes():
+    fast, peer = get_recipe("speedrun"), get_recipe("airbench94-muon")
+    assert (fast.batch_size, fast.micro_batch, fast.image_sizes, fast.epochs) == (500, None, (24, 24, 28), 8)
+    assert fast.muon_lr == pytest.approx(peer.muon_lr * math.sqrt(500 / 2000)), "Muon: the square-root rule"
+    assert fast.lr == peer.lr and fast.lr * fast.weight_decay == pytest.approx(2e-6 * 500), "per-image SGD units"
+    same = {f: getattr(fast, f) == getattr(peer, f) for f in (
+        "muon", "alternating_flip", "freeze_bn_weights", "whitening", "label_smoothing", "tta_flip", "tta_shift",
+        "sum_loss", "whiten_bias_epochs", "schedule", "model_kwargs", "bias_lr_scale", "head_lr_scale")}
+    assert all(same.values()), same
+    summary = fast.summary()
+    assert "batch 500" in summary and "progressive resizing 24-24-28 px, then full size" in summary
+    assert "micro-batches" not in summary, "no chunks, no words"
+    assert "micro-batches of 500" in get_recipe("speedrun", batch_size=1000, micro_batch=500).summary()
+    assert speedrun_ablation.YARDSTICK == "speedrun-v2"
+
+
+@pytest.mark.parametrize("bad", [(0,), (24, -1), 24, "24", (24.5,)])
+def test_recipe_refuses_bad_image_sizes_naming_the_field(bad):
+    with pytest.raises(ValueError, match="image_sizes") as info:
+        get_recipe("speedrun", image_sizes=bad)
+    assert "\n" not in str(info.value)
+
+
+def test_speedrun_trains_its_first_epochs_on_smaller_images_in_micro_batches():
+    calls = []
+
+    class Spy(Callback):
+        def on_train_batch_end(self, trainer, model):
+            calls.append(trainer.train_loader.resize)
+
+    sides = []
+    recipe = get_recipe("speedrun", epochs=3, batch_size=64, micro_batch=32, image_sizes=(16, 24),
+                        model_kwargs=TINY)
+    from cifarkit import recipes as rmod  # train_recipe builds its own model: spy on it through MODELS
+    build = rmod.MODELS["speedrun"]
+
+    def spied(r):
+        net = build(r)
+        net.register_forward_pre_hook(lambda m, args: sides.append(tuple(args[0].shape)) if m.training else None)
+        return net
+
+    rmod.MODELS["speedrun"] = spied
+    try:
+        result = train_recipe(recipe, synthetic_cifar(128, 64, seed=0), callbacks=[Spy()], **FAST)
+    finally:
+        rmod.MODELS["speedrun"] = build
+    assert len(result.history) == 3
+    # 2 batches of 64 per epoch, each forwarded as 2 chunks of 32: 4 forwards per epoch
+    assert [s[-1] for s in sides] == [16] * 4 + [24] * 4 + [32] * 4
+    assert all(s[0] == 32 for s in sides)
+    assert calls == [16, 16, 24, 24, None, None]
