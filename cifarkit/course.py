@@ -113,7 +113,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # images because test-time augmentation changes few answers
         "quick": dict(epochs=8, n_train=2000, n_test=10000, batch_size=128, widths=(32, 64, 64)),
         # full: the recipe `speedrun` as bench/accuracy.py trains it
-        "full": dict(epochs=8, n_train=None, n_test=None, batch_size=1000, widths=(64, 256, 256)),
+        "full": dict(epochs=8, n_train=None, n_test=None, batch_size=500, widths=(64, 256, 256)),
     },
 }
 

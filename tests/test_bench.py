@@ -78,7 +78,7 @@ def test_memory_measures_each_case_in_its_own_process(tmp_path):
     out = memory.main(["--only", "07", "--steps", "2", "--source", "synthetic", "--json", str(tmp_path / "m.json")])
     case = out["cases"]["07"]
     assert json.loads((tmp_path / "m.json").read_text()) == out
-    assert case["steps"] == 2 and case["batch_size"] == 1000 and case["n_train"] == 5000
+    assert case["steps"] == 2 and case["batch_size"] == 500 and case["n_train"] == 5000
     # a fresh process: its peak includes the data and a training step of a 2M-parameter net at batch 1024
     assert case["peak_rss_mib"] > case["rss_after_data_mib"] > 100
     with pytest.raises(SystemExit):

@@ -388,3 +388,11 @@ def test_speedrun_trains_its_first_epochs_on_smaller_images_in_micro_batches():
     assert [s[-1] for s in sides] == [16] * 4 + [24] * 4 + [32] * 4
     assert all(s[0] == 32 for s in sides)
     assert calls == [16, 16, 24, 24, None, None]
+
+
+def test_notebook_07_full_profile_trains_the_recorded_recipe_unchanged():
+    import cifarkit as ck
+    full, recipe = ck.notebook_profiles("07_speedrun")["full"], get_recipe("speedrun")
+    assert (full["epochs"], full["batch_size"]) == (recipe.epochs, recipe.batch_size)
+    assert recipe.with_batch_size(full["batch_size"]) == recipe, "with_batch_size at its own batch changes nothing"
+    assert full["n_train"] is None and full["n_test"] is None
