@@ -74,8 +74,7 @@ def _gated(data):
 
 def _speedrun(data):
     cfg = full_profile("07_speedrun")
-    recipe = ck.get_recipe("speedrun")
-    recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, "widths": cfg["widths"]}).with_batch_size(cfg["batch_size"])
+    recipe = ck.get_recipe("speedrun").with_model_kwargs(widths=cfg["widths"]).with_batch_size(cfg["batch_size"])
     model = recipe.build_model()
     return model, recipe.build_optimizer(model), dict(batch_size=recipe.batch_size, augment=recipe.augment,
                                                       crop_padding=recipe.crop_padding, pad_mode=recipe.pad_mode)

@@ -224,6 +224,12 @@ class Recipe:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def with_model_kwargs(self, **changes) -> "Recipe":
+        """A copy whose model gets `changes` on top of the recipe's own model settings (e.g. other
+        ``widths`` while ``residual=False`` and the rest stay): ``replace(model_kwargs=...)``
+        would drop them."""
+        return self.replace(model_kwargs={**self.model_kwargs, **changes})
+
     def with_batch_size(self, batch_size: int) -> "Recipe":
         """A copy for another batch size, with the learning rate scaled in proportion (the linear
         scaling rule: the same step per training image), e.g. to run the speedrun on a small subset.

@@ -396,3 +396,9 @@ def test_notebook_07_full_profile_trains_the_recorded_recipe_unchanged():
     assert (full["epochs"], full["batch_size"]) == (recipe.epochs, recipe.batch_size)
     assert recipe.with_batch_size(full["batch_size"]) == recipe, "with_batch_size at its own batch changes nothing"
     assert full["n_train"] is None and full["n_test"] is None
+
+
+def test_with_model_kwargs_keeps_the_recipes_other_model_settings():
+    wide = get_recipe("speedrun").with_model_kwargs(widths=(8, 16))
+    assert wide.model_kwargs == {**get_recipe("speedrun").model_kwargs, "widths": (8, 16)}
+    assert wide.build_model().widths == (8, 16) and all(not s.residual for s in wide.build_model().stages)
