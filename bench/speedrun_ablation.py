@@ -65,7 +65,7 @@ VARIANTS = {
     "random-flip": ({"alternating_flip": False}, "random flip instead of alternating flip"),
     "learnable-bn-scale": ({"freeze_bn_weights": False}, "BatchNorm scales learn (not frozen at 1)"),
     "no-whitening": ({"whitening": False}, "a learnable 2x2 conv stem instead of the fixed whitening"),
-    "no-label-smoothing": ({"label_smoothing": 0.0}, "label smoothing 0 instead of 0.2"),
+    "label-smoothing": ({"label_smoothing": 0.2}, "the record recipe's label smoothing 0.2 instead of none"),
     "no-progressive-resizing": ({"image_sizes": None}, "every epoch on the full 32-pixel images"),
     "no-tta": ({"tta_flip": False, "tta_shift": 0}, "no test-time augmentation (the baseline's model)"),
 }
@@ -77,8 +77,12 @@ GOAL_EPOCHS_OF_SPEEDRUN = 6.9
 # --------------------------------------------------------------------------- the ablation
 
 def _settings(args) -> dict:
-    return {"recipe": RECIPE, "epochs": args.epochs or get_recipe(RECIPE).epochs, "source": args.source,
-            "n_train": args.n_train, "n_test": args.n_test, "seed": args.seed, "set": list(args.set)}
+    """What a folder's runs depend on: the recipe's own settings too (its summary), so a folder
+    trained before the recipe changed is refused rather than resumed or tabled as the new one."""
+    recipe = get_recipe(RECIPE)
+    return {"recipe": RECIPE, "recipe_summary": recipe.summary(), "epochs": args.epochs or recipe.epochs,
+            "source": args.source, "n_train": args.n_train, "n_test": args.n_test, "seed": args.seed,
+            "set": list(args.set)}
 
 
 def _check_settings(out: Path, args) -> None:

@@ -13,6 +13,7 @@ from cifarkit.callbacks import Callback, StopAfter
 from cifarkit.loader import TensorLoader
 from cifarkit.models import SpeedrunNet, SpeedrunStage
 from cifarkit.optim import MuonSGD, newton_schulz
+from cifarkit import recipes
 from cifarkit.recipes import V3_SGD_LR, SummedCrossEntropy, get_recipe, train_recipe
 from cifarkit.synthetic import synthetic_cifar
 
@@ -335,17 +336,23 @@ def test_ablation_script_smoke_run_writes_its_table(tmp_path, monkeypatch):
     assert section[0].startswith("## 7. Speedrun") and rows[0] in section and "timing" not in kept
     with pytest.raises(SystemExit, match="other settings"):
         speedrun_ablation.main(argv[:2] + ["--epochs", "2"] + argv[4:])
+    # a folder trained before the recipe itself changed is refused, not resumed as the new recipe
+    monkeypatch.setitem(recipes.RECIPES, "speedrun", get_recipe("speedrun", label_smoothing=0.1))
+    with pytest.raises(SystemExit, match="recipe_summary"):
+        speedrun_ablation.main(argv)
 
 
-def test_speedrun_is_the_record_recipe_with_two_cpu_changes():
+def test_speedrun_is_the_record_recipe_with_two_cpu_changes_and_no_label_smoothing():
     fast, peer = get_recipe("speedrun"), get_recipe("airbench94-muon")
     assert (fast.batch_size, fast.micro_batch, fast.image_sizes, fast.epochs) == (500, None, (24, 24, 28), 8)
     assert fast.muon_lr == pytest.approx(peer.muon_lr * math.sqrt(500 / 2000)), "Muon: the square-root rule"
     assert fast.lr == peer.lr and fast.lr * fast.weight_decay == pytest.approx(2e-6 * 500), "per-image SGD units"
     same = {f: getattr(fast, f) == getattr(peer, f) for f in (
-        "muon", "alternating_flip", "freeze_bn_weights", "whitening", "label_smoothing", "tta_flip", "tta_shift",
+        "muon", "alternating_flip", "freeze_bn_weights", "whitening", "tta_flip", "tta_shift",
         "sum_loss", "whiten_bias_epochs", "schedule", "model_kwargs", "bias_lr_scale", "head_lr_scale")}
     assert all(same.values()), same
+    assert (fast.label_smoothing, peer.label_smoothing) == (0.0, 0.2), "measured again at batch 500: none"
+    assert "label smoothing" not in fast.summary() and "label smoothing 0.2" in peer.summary()
     summary = fast.summary()
     assert "batch 500" in summary and "progressive resizing 24-24-28 px, then full size" in summary
     assert "micro-batches" not in summary, "no chunks, no words"
@@ -402,3 +409,33 @@ def test_with_model_kwargs_keeps_the_recipes_other_model_settings():
     wide = get_recipe("speedrun").with_model_kwargs(widths=(8, 16))
     assert wide.model_kwargs == {**get_recipe("speedrun").model_kwargs, "widths": (8, 16)}
     assert wide.build_model().widths == (8, 16) and all(not s.residual for s in wide.build_model().stages)
+
+
+def _notebook_cell(notebook: str, cell_id: str) -> str:
+    nb = json.loads((REPO / "notebooks" / notebook).read_text())
+    return "".join(next(c for c in nb["cells"] if c.get("id") == cell_id)["source"])
+
+
+def test_notebook_07_figures_for_outside_the_repository_are_the_recorded_ones():
+    """The fallback list (used on Colab, where bench/ is absent) must not drift from the file it stands for."""
+    import ast
+
+    tree = ast.parse(_notebook_cell("07_speedrun.ipynb", "recorded"))
+    rows = next(ast.literal_eval(node) for node in ast.walk(tree) if isinstance(node, ast.List)
+                and node.elts and isinstance(node.elts[0], ast.Tuple))
+    recorded = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
+    assert {"speedrun-8ep", "airbench94-muon-8ep", "speedrun-v2-18ep"} <= {row[0] for row in rows}
+    for key, minutes, acc, exact, epochs, day in rows:
+        e = recorded[key]
+        assert (round(e["train_minutes"], 1), round(e["test_acc_tta"], 4), round(e["exact_first_1000_acc"], 3),
+                e["epochs"], e["finished"][:10]) == (minutes, acc, exact, epochs, day), key
+
+
+def test_notebook_07_shows_the_recorded_ablation_and_timing_tables():
+    cell = _notebook_cell("07_speedrun.ipynb", "recorded-ablation")
+    kept = json.loads(speedrun_ablation.RECORD.read_text())
+    for kind in ("ablation", "timing"):
+        rows = [line for line in kept[kind]["table"] if line.startswith("| ")]
+        assert rows and all(row in cell for row in rows), kind
+    assert set(speedrun_ablation.VARIANTS) <= {row.split(" | ")[0][2:] for row in kept["ablation"]["table"]
+                                               if row.startswith("| ")}, "a variant of the script is missing"
