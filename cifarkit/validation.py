@@ -85,11 +85,14 @@ def flag(name: str, value) -> bool:
 
 def positive_ints(name: str, values, count: int | None = None, what: str = "") -> tuple:
     """`values` as a tuple of ints >= 1 (exactly `count` of them when given, at least one
-    otherwise); `what` explains the count in the message."""
+    otherwise); `what` explains the count in the message. A string or a lone number is refused
+    with the same one-line message (a `WrongTypeError`)."""
+    amount = f"exactly {count}" if count is not None else "one or more"
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise WrongTypeError(f"{name} must be {amount} positive ints{what}, got {values!r}")
     values = tuple(values)
     if (len(values) != count if count is not None else not values) or not all(
             isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
-        amount = f"exactly {count}" if count is not None else "one or more"
         raise ValueError(f"{name} must be {amount} positive ints{what}, got {values!r}")
     return tuple(int(v) for v in values)
 

@@ -518,3 +518,6 @@ def test_flag_and_positive_ints_refuse_near_misses_naming_the_argument():
     for bad, count in (((), None), ((8, 0), None), ((8, True), None), ((8, 2.0), None), ((1, 2), 5)):
         with pytest.raises(ValueError, match=r"^widths must be (exactly 5|one or more) positive ints"):
             positive_ints("widths", bad, count)
+    for bad in (24, "24", None):  # not a sequence: the same one-line message, as a wrong type
+        with pytest.raises(WrongTypeError, match=r"^widths must be one or more positive ints"):
+            positive_ints("widths", bad)
