@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import platform
 import re
 import sys
@@ -229,7 +230,7 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "started_this_session": started,
-        "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     (out / "result.json").write_text(json.dumps(entry, indent=1))
     save_curve(hist, f"{recipe.name} on {data.label}", out / "curve.png")

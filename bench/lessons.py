@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import os
 import sys
 import time
@@ -160,7 +161,7 @@ def main(argv=None) -> dict:
             label = f"{'synthetic' if source == 'synthetic' else 'CIFAR-10 copy'} seed {seed}"
             results[label] = collect(run_dir)
     path = HERE / f"lessons_{args.profile}.json"
-    results, commands = merged(path, results, "python bench/lessons.py " + " ".join(argv or sys.argv[1:]))
+    results, commands = merged(path, results, shlex.join(["python", "bench/lessons.py", *(argv or sys.argv[1:])]))
     summary = {"profile": args.profile, "command": "; ".join(commands),
                "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(), "skipped": skipped,
                "runs": results, **totals(results)}

@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
         print(f"{precision:>10}: {res.images_per_s:6.0f} images/s, test accuracy {res.test['acc']:.2%}", flush=True)
     result = {
         "runs": runs, "data": data.label, "n_train": len(data.y_train), "n_test": len(data.y_test),
-        "epochs": args.epochs, "batch_size": args.batch_size,
+        "epochs": args.epochs, "batch_size": args.batch_size, "recipe": recipe.summary(),
         "speedup": runs["bf16-mixed"]["images_per_s"] / runs["32"]["images_per_s"],
         "acc_diff_points": 100 * (runs["bf16-mixed"]["test_acc"] - runs["32"]["test_acc"]),
         "command": f"python bench/precision.py --train {args.train} --test {args.test} "

@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import resource
+import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ import lessons  # noqa: E402
 import loop_throughput  # noqa: E402
 import memory  # noqa: E402
 import precision  # noqa: E402
+from cifarkit.recipes import get_recipe  # noqa: E402
 
 SEED_FIGURES = {"gated-seed": 0.835, "gated-improved": 0.835, "speedrun": None}
 
@@ -76,7 +79,7 @@ def precision_section() -> list[str]:
     return [
         "## 3. CPU precision: bfloat16 autocast vs fp32 (speedrun recipe)", "",
         f"{r['epochs']} epochs at batch {r['batch_size']} on {r['n_train']:,} training images of {r['data']}; "
-        f"test on {r['n_test']:,}.", "",
+        f"test on {r['n_test']:,}. The recipe, shortened: {r['recipe']}.", "",
         "| precision | training images/s | test accuracy |", "| --- | ---: | ---: |", *rows, "",
         f"**bf16 / fp32: {r['speedup']:.2f}x** images/s; accuracy difference {r['acc_diff_points']:+.2f} "
         "points.", "", f"Reproduce: `{r['command']}`", "",
@@ -184,6 +187,65 @@ def full_lessons_section() -> list[str]:
     return ["### Full profiles", "", *lessons.render(json.loads(path.read_text()))]
 
 
+def _seed_and_sets(command: str) -> tuple[str, int, list[str]]:
+    """The recipe, ``--seed`` and ``--set`` items of a recorded `bench/accuracy.py` command."""
+    words = shlex.split(command)[2:]  # after "python bench/accuracy.py"
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[])
+    known, _ = p.parse_known_args(words)
+    return known.recipe, known.seed, known.set
+
+
+def tried_changes(table: dict, recipe: str = "speedrun") -> list[str]:
+    """The changes tried on `recipe`, each paired by seed with the recipe's own run: a markdown table
+    from bench/accuracy_results.json. A run counts when its command is ``bench/accuracy.py <recipe>``
+    with ``--set`` changes and its recorded summary is what those changes give the recipe as it is
+    now (so runs of an older recipe drop out by themselves); its partner is the complete run of the
+    unchanged recipe with the same seed and epochs. Empty when nothing pairs."""
+    base, tried = {}, {}
+    for e in table.values():
+        name, seed, sets = _seed_and_sets(e.get("command", "python bench/accuracy.py -"))
+        if name != recipe or not e.get("complete", True) or e.get("test_acc_tta") is None:
+            continue
+        try:
+            now = accuracy.changed_recipe(get_recipe(recipe, epochs=e.get("planned_epochs", e["epochs"])), sets).summary()
+        except (ValueError, TypeError):
+            continue
+        if now != e.get("summary"):
+            continue
+        if sets:
+            tried.setdefault(" ".join(f"`{item}`" for item in sets), []).append((seed, e))
+        else:
+            base[(seed, e["epochs"])] = e
+    rows = []
+    for change, runs in sorted(tried.items()):
+        pairs = [(seed, e, base[(seed, e["epochs"])]) for seed, e in sorted(runs, key=lambda r: r[0])
+                 if (seed, e["epochs"]) in base]
+        if not pairs:
+            continue
+        deltas = [100 * (e["test_acc_tta"] - b["test_acc_tta"]) for _, e, b in pairs]
+        plain = [100 * (e["test_acc"] - b["test_acc"]) for _, e, b in pairs]
+        rows.append(f"| {change} | {', '.join(str(seed) for seed, _, _ in pairs)} | "
+                    f"{', '.join(f'{d:+.2f}' for d in deltas)} | **{sum(deltas) / len(deltas):+.2f}** | "
+                    f"{sum(plain) / len(plain):+.2f} | {', '.join(accuracy.percent(e['test_acc_tta']) for _, e, _ in pairs)} |")
+    if not rows:
+        return []
+    spread = ""
+    own = [100 * b["test_acc_tta"] for (_, epochs), b in base.items() if epochs == get_recipe(recipe).epochs]
+    if len(own) > 1:
+        sd = statistics.stdev(own)
+        spread = (f" The recipe's own {len(own)} runs spread by sd {sd:.2f} points, so one seed's Δ within about "
+                  f"±{sd * 2 ** 0.5:.2f} (the sd of a difference of two runs) is noise.")
+    return [f"### Changes tried on `{recipe}`, paired by seed (bench/accuracy_results.json)", "",
+            f"Each change is one `--set` of `python bench/accuracy.py {recipe}`, trained on the full split and compared "
+            "with the unchanged recipe's run of the same seed (same data order and initial weights). "
+            f"Δ: points of test accuracy with TTA, change minus recipe.{spread}", "",
+            "| change | seeds | Δ with TTA, per seed | mean Δ with TTA | mean Δ without TTA | with TTA |",
+            "| --- | --- | ---: | ---: | ---: | ---: |", *rows, ""]
+
+
 def speedrun_section() -> list[str]:
     """Section 7: the speedrun's ablation and the goal's yardstick, as `bench/speedrun_ablation.py
     --record` kept them in bench/speedrun_record.json (hours of training: re-tabled, not measured)."""
@@ -198,6 +260,9 @@ def speedrun_section() -> list[str]:
         if kind in record:
             lines += [f"### {title}", "", *record[kind]["table"], "",
                       f"Recorded {record[kind]['recorded']}: `{record[kind]['command']}`", ""]
+    results = HERE / "accuracy_results.json"
+    if results.is_file():
+        lines += tried_changes(json.loads(results.read_text()))
     return lines
 
 
@@ -234,12 +299,13 @@ def main(argv=None):
     chosen = [c for c in chosen if c != "accuracy"]  # the accuracy table is always rewritten
     results = HERE / "results.md"
     kept = previous_sections(results)
-    lines = ["# Benchmarks", "", f"Written by `make bench` (`python bench/run_all.py`) on {machine()}.", ""]
+    lines = ["# Benchmarks", "", "Written by `make bench` (`python bench/run_all.py`). Sections are re-measured one at a "
+             "time, so each names the date and the machine of its own measurement.", ""]
     for name in SECTIONS:
         if name in chosen and name != "speedrun":
             print(f"== {name}", flush=True)
             body = SECTIONS[name]()
-            body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')}._"]
+            body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}._"]
         elif name == "lessons" and (HERE / "lessons_quick.json").is_file():
             body = lessons_section(measure=False)  # the recorded sweeps, re-tabled
         elif name == "speedrun":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import sys
@@ -249,7 +250,7 @@ def record(kind: str, lines: list[str], path, argv: list[str]) -> None:
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[kind] = {"table": lines, "recorded": time.strftime("%Y-%m-%d %H:%M"),
-                  "command": "python bench/speedrun_ablation.py " + " ".join(argv)}
+                  "command": shlex.join(["python", "bench/speedrun_ablation.py", *argv])}
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"recorded the {kind} table in {path}", flush=True)
 
@@ -285,7 +286,7 @@ def time_recipes(args) -> dict:
     report = {"seconds": median, "samples": {f"{n}|{c}": v for (n, c), v in samples.items()},
               "hardware": accuracy.hardware(), "torch": torch.__version__, "n_train": len(data.y_train),
               "data": data.label, "when": time.strftime("%Y-%m-%d %H:%M"),
-              "command": "python bench/speedrun_ablation.py " + " ".join(args.argv)}
+              "command": shlex.join(["python", "bench/speedrun_ablation.py", *args.argv])}
     lines = [f"| recipe | compile | training seconds (full split) | in {YARDSTICK} epochs |",
              "| --- | --- | ---: | ---: |"]
     for compiled in modes:

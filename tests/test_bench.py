@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark scripts' plumbing (their measurements run in `make bench` only)."""
 import json
+import shlex
 import sys
 
 import pytest
@@ -24,13 +25,14 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     results = tmp_path / "all.json"
     results.write_text(json.dumps({"other-3ep": {"recipe": "other"}}))
     args = ["speedrun-v2", "--epochs", "1", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
-            "--n-test", "64", "--out", str(tmp_path / "run"), "--results", str(results)]
+            "--n-test", "64", "--out", str(tmp_path / "my run"), "--results", str(results)]
     entry = accuracy.main(args)
-    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    saved = json.loads((tmp_path / "my run" / "result.json").read_text())
+    assert shlex.split(saved["command"])[2:] == args, "the recorded command can be pasted into a shell"
     assert saved == entry and saved["epochs"] == 1 and saved["n_train"] == 256
     assert saved["data"].startswith("SYNTHETIC")
     assert 0.0 <= saved["test_acc"] <= 1.0 and saved["test_acc_tta"] is not None and saved["tta"]
-    assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "curve.png").exists()
+    assert (tmp_path / "my run" / "checkpoint.pt").exists() and (tmp_path / "my run" / "curve.png").exists()
     merged = json.loads(results.read_text())
     assert set(merged) == {"other-3ep", "speedrun-v2-1ep"}
     assert saved["complete"] and saved["planned_epochs"] == 1
@@ -115,7 +117,7 @@ def test_run_all_keeps_the_sections_it_does_not_measure(tmp_path, monkeypatch):
     assert (tmp_path / "results.md").read_text() == text
     sections = run_all.previous_sections(tmp_path / "results.md")
     assert sections["loop"][0] == "## 1. old loop" and sections["suite"][0] == "## 4-5. new suite"
-    assert sections["suite"][2].startswith("_Measured ")
+    assert sections["suite"][2].startswith("_Measured ") and f" on {run_all.machine()}._" in sections["suite"][2]
 
 
 def _jpeg_archive(path, images, start=0, quality=75):
@@ -196,3 +198,46 @@ def test_lessons_merges_a_partial_sweep_into_the_recorded_runs(tmp_path):
     assert sorted(runs["synthetic seed 0"]) == ["01_y.ipynb", "05_x.ipynb"]
     assert list(runs["synthetic seed 1"]) == ["01_y.ipynb"]
     assert commands == ["python bench/lessons.py --only 05", "python bench/lessons.py --only 01"]
+
+
+def test_precision_section_names_the_recipe_it_measured(monkeypatch):
+    fake = {"runs": {"32": {"images_per_s": 300.0, "test_acc": 0.7}, "bf16-mixed": {"images_per_s": 600.0, "test_acc": 0.71}},
+            "epochs": 3, "batch_size": 256, "n_train": 10000, "n_test": 2000, "data": "SYNTHETIC",
+            "speedup": 2.0, "acc_diff_points": 1.0, "recipe": "speedrun: speedrun model, batch 256",
+            "command": "python bench/precision.py"}
+    monkeypatch.setattr(run_all.precision, "main", lambda argv: fake)
+    text = "\n".join(run_all.precision_section())
+    assert "speedrun: speedrun model, batch 256" in text and "**bf16 / fp32: 2.00x**" in text
+
+
+def _run(command: str, sets: list[str], tta: float, plain: float, epochs: int = 8, complete: bool = True) -> dict:
+    """A bench/accuracy.py entry as it would be recorded for `command` on today's recipe."""
+    recipe = accuracy.changed_recipe(run_all.get_recipe("speedrun"), sets)
+    return {"command": command, "summary": recipe.summary(), "epochs": epochs, "planned_epochs": 8,
+            "complete": complete, "test_acc_tta": tta, "test_acc": plain}
+
+
+def test_tried_changes_pairs_each_change_with_the_recipe_run_of_its_seed():
+    cmd = "python bench/accuracy.py speedrun"
+    table = {
+        "base0": _run(cmd, [], 0.9100, 0.9000),
+        "base1": _run(f"{cmd} --seed 1", [], 0.9050, 0.8950),
+        "ls0": _run(f"{cmd} --set label_smoothing=0.2", ["label_smoothing=0.2"], 0.9080, 0.8990),
+        "ls1": _run(f"{cmd} --seed 1 --set label_smoothing=0.2", ["label_smoothing=0.2"], 0.9010, 0.8970),
+        "no-partner": _run(f"{cmd} --seed 7 --set lookahead=True", ["lookahead=True"], 0.95, 0.95),
+        "paused": _run(f"{cmd} --set muon_lr=0.09", ["muon_lr=0.09"], 0.95, 0.95, epochs=3, complete=False),
+    }
+    # a run of an older recipe: its recorded summary is not what the change gives today's recipe
+    table["stale"] = dict(_run(f"{cmd} --set cutout=8", ["cutout=8"], 0.97, 0.97), summary="speedrun+cutout-8: old")
+    lines = run_all.tried_changes(table)
+    rows = [line for line in lines if line.startswith("| `")]
+    assert rows == ["| `label_smoothing=0.2` | 0, 1 | -0.20, -0.40 | **-0.30** | +0.05 | 90.80%, 90.10% |"]
+    assert "own 2 runs spread by sd 0.35 points" in "\n".join(lines)  # 91.00% and 90.50%
+    assert run_all.tried_changes({"base0": table["base0"]}) == []  # nothing to pair: no section
+
+
+def test_the_recorded_speedrun_changes_pair_with_recipe_runs():
+    """The real record: every change tried on the current recipe finds its seed's recipe run."""
+    table = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
+    rows = [line for line in run_all.tried_changes(table) if line.startswith("| `")]
+    assert any(row.startswith("| `label_smoothing=0.2` | 0, 1, 2 |") for row in rows), rows
