@@ -256,7 +256,8 @@ def speedrun_section() -> list[str]:
     lines = ["## 7. Speedrun: which ingredient matters, and the time yardstick (bench/speedrun_ablation.py)", ""]
     for kind, title in (("timing", "Time of a whole `speedrun` run in epochs of `speedrun-v2`, timed side by side"),
                         ("ablation", "Ablation: `speedrun` with one ingredient removed at a time, 8 epochs each, "
-                                     "full training split")):
+                                     "full training split"),
+                        ("evaluation", "Evaluation-only changes on the recipe's finished models (bench/speedrun_eval.py)")):
         if kind in record:
             lines += [f"### {title}", "", *record[kind]["table"], "",
                       f"Recorded {record[kind]['recorded']}: `{record[kind]['command']}`", ""]

@@ -4,6 +4,7 @@ import shlex
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -11,6 +12,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import accuracy  # noqa: E402
 import memory  # noqa: E402
 import run_all  # noqa: E402
+import speedrun_eval  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -241,3 +243,32 @@ def test_the_recorded_speedrun_changes_pair_with_recipe_runs():
     table = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
     rows = [line for line in run_all.tried_changes(table) if line.startswith("| `")]
     assert any(row.startswith("| `label_smoothing=0.2` | 0, 1, 2 |") for row in rows), rows
+
+
+def test_speedrun_eval_scores_a_finished_run_as_the_recipe_does_then_its_variants(tmp_path, capsys):
+    common = ["--source", "synthetic", "--allow-synthetic", "--n-train", "256", "--n-test", "64"]
+    entry = accuracy.main(["speedrun", "--epochs", "1", "--set", "batch_size=64", *common, "--out", str(tmp_path / "run"),
+                           "--results", str(tmp_path / "all.json")])
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    report = speedrun_eval.main([str(checkpoint), "--set", "batch_size=64", "--bn-images", "128", *common,
+                                 "--out", str(tmp_path / "eval"), "--record", str(tmp_path / "record.json")])
+    recorded = json.loads((tmp_path / "record.json").read_text())["evaluation"]
+    assert recorded["table"] == report["table"] and recorded["command"].startswith("python bench/speedrun_eval.py ")
+    rows = report["results"][str(checkpoint)]
+    assert list(rows)[0] == "the recipe's own (flip + shift 1)"
+    assert rows["the recipe's own (flip + shift 1)"][0] == entry["test_acc_tta"], "the same model, the same views"
+    assert set(speedrun_eval.VIEW_SETS) < set(rows) and "precise BN on 128 training images, the recipe's views" in rows
+    table = (tmp_path / "eval" / "eval.md").read_text()
+    assert table.count("\n| ") == len(rows) + 1 and "+0.00" in table  # header rule + one row each; own row vs itself
+    with pytest.raises(SystemExit):
+        speedrun_eval.main([str(tmp_path / "nothing.pt"), *common])
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_speedrun_eval_views_move_images_as_tta_logits_does():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    assert torch.equal(speedrun_eval.shifted(x, -1, -1), padded[..., :6, :6])  # tta_logits' up-left view
+    assert torch.equal(speedrun_eval.shifted(x, 1, 1), padded[..., 2:, 2:])
+    assert torch.equal(speedrun_eval.shifted(x, 0, 2)[..., :, :4], x[..., :, 2:])
+    assert all(abs(sum(v.values()) - 1) < 1e-12 for v in speedrun_eval.VIEW_SETS.values()), "weights sum to 1"
