@@ -206,6 +206,10 @@ def main(argv=None) -> dict:
     entry = {
         "key": run_name,
         "recipe": recipe.name,
+        # what the command asked for, so a table can pair a change with its recipe's run of the seed
+        "base_recipe": args.recipe,
+        "seed": args.seed,
+        "settings": list(args.set),
         "summary": recipe.summary(),
         "epochs": len(hist),
         "planned_epochs": recipe.epochs,

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -187,26 +186,15 @@ def full_lessons_section() -> list[str]:
     return ["### Full profiles", "", *lessons.render(json.loads(path.read_text()))]
 
 
-def _seed_and_sets(command: str) -> tuple[str, int, list[str]]:
-    """The recipe, ``--seed`` and ``--set`` items of a recorded `bench/accuracy.py` command."""
-    words = shlex.split(command)[2:]  # after "python bench/accuracy.py"
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[])
-    known, _ = p.parse_known_args(words)
-    return known.recipe, known.seed, known.set
-
-
 def tried_changes(table: dict, recipe: str = "speedrun") -> list[str]:
     """The changes tried on `recipe`, each paired by seed with the recipe's own run: a markdown table
-    from bench/accuracy_results.json. A run counts when its command is ``bench/accuracy.py <recipe>``
-    with ``--set`` changes and its recorded summary is what those changes give the recipe as it is
+    from bench/accuracy_results.json. A run counts when it was recorded as ``bench/accuracy.py <recipe>``
+    (its ``base_recipe``) with ``--set`` changes (its ``settings``) and its recorded summary is what those changes give the recipe as it is
     now (so runs of an older recipe drop out by themselves); its partner is the complete run of the
     unchanged recipe with the same seed and epochs. Empty when nothing pairs."""
     base, tried = {}, {}
     for e in table.values():
-        name, seed, sets = _seed_and_sets(e.get("command", "python bench/accuracy.py -"))
+        name, seed, sets = e.get("base_recipe"), e.get("seed"), e.get("settings", [])
         if name != recipe or not e.get("complete", True) or e.get("test_acc_tta") is None:
             continue
         try:

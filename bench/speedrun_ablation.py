@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 import accuracy  # noqa: E402
 
 import cifarkit as ck  # noqa: E402
+from cifarkit import devices  # noqa: E402
 from cifarkit.callbacks import read_checkpoint  # noqa: E402
 from cifarkit.recipes import get_recipe, train_recipe  # noqa: E402
 
@@ -334,8 +335,10 @@ def compare_muon(args) -> dict:
                 w.mul_(len(w) ** 0.5 / w.norm())
         grads = [[torch.randn_like(w) for w in filters] for _ in range(args.muon_steps_timed + 3)]
         kit = [torch.nn.Parameter(w.clone()) for w in filters]
+        kit32 = [torch.nn.Parameter(w.clone()) for w in filters]
         flat = [torch.nn.Parameter(w.clone().reshape(len(w), -1)) for w in filters]
-        kit_opt = MuonSGD(kit, lr=0.24, momentum=0.6, orthogonalize=True, ns_steps=3)
+        kit_opt = MuonSGD(kit, lr=0.24, momentum=0.6, orthogonalize=True, ns_steps=3, ns_dtype=torch.bfloat16)
+        kit32_opt = MuonSGD(kit32, lr=0.24, momentum=0.6, orthogonalize=True, ns_steps=3, ns_dtype=torch.float32)
         torch_opt = torch.optim.Muon(flat, lr=0.24, momentum=0.6, nesterov=True, weight_decay=0.0, ns_steps=3)
 
         def renormalise(opt, *_):
@@ -354,7 +357,8 @@ def compare_muon(args) -> dict:
             run(kit, kit_opt, g_list, False)
             run(flat, torch_opt, g_list, True)
         gap = max(((a.detach().reshape(len(a), -1) - b.detach()).abs().max() / 0.24).item() for a, b in zip(kit, flat))
-        contenders = (("kit MuonSGD (4-D filters)", kit, kit_opt, False),
+        contenders = (("kit MuonSGD (4-D filters), Newton-Schulz in bf16", kit, kit_opt, False),
+                      ("kit MuonSGD (4-D filters), Newton-Schulz in fp32", kit32, kit32_opt, False),
                       ("torch.optim.Muon (2-D views, renorm hook)", flat, torch_opt, True))
         times: dict[str, list[float]] = {name: [] for name, *_ in contenders}
         for r in range(5):  # alternate, so a busy machine weighs on both alike
@@ -367,10 +371,15 @@ def compare_muon(args) -> dict:
     finally:
         torch.set_num_threads(threads)
     report = {"ms_per_step": timings, "max_weight_gap_in_lr_units_after_3_steps": gap,
+              "native_bf16": devices.cpu_has_fast_bf16(),
               "shapes": [tuple(w.shape) for w in filters], "hardware": accuracy.hardware()}
     for name, ms in timings.items():
         print(f"{name}: {ms:.1f} ms per step over {len(filters)} filter tensors (1 thread, median of 5)")
     print(f"after 3 identical steps the weights differ by at most {gap:.4f} x lr (bf16 rounding)")
+    bf16, fp32 = timings[contenders[0][0]], timings[contenders[1][0]]
+    print(f"Newton-Schulz in bf16 / fp32: {bf16 / fp32:.2f}x the time per step "
+          f"({'native' if report['native_bf16'] else 'emulated'} bf16 on this CPU; "
+          f"the kit's default uses {devices.fast_matmul_dtype('cpu')})")
     return report
 
 

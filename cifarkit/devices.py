@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -24,6 +25,7 @@ def resolve_device(device="auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
     checks = [getattr(torch.backends.mkldnn, "is_available", lambda: False)]
@@ -34,6 +36,19 @@ def cpu_has_fast_bf16() -> bool:
         if fn is not None and fn():
             return True
     return False
+
+
+def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
+    """bfloat16 where `device` multiplies bf16 matrices natively (CUDA GPUs that support it, CPUs with
+    AVX512-BF16 or AMX), else float32. On a CPU without them (AVX2 only) torch emulates bf16
+    products: a 256 x 2304 Newton-Schulz orthogonalisation took 0.69 s in bf16 against 0.016 s in
+    fp32 on a 2-core AMD EPYC (Zen 2)."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    return torch.float32
 
 
 def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> str:

@@ -40,6 +40,13 @@ under 1% of a 160-s epoch; the orthogonalisation of the same input is bit-identi
 three steps from the same start the weights differ by at most 0.006 x lr (bf16 rounding of the
 two momentum scalings). So speed does not decide; the 4-D filters, the renormalisation and the
 single optimizer do.
+
+Precision of the orthogonalisation: airbench runs it in bf16, and so does this class where the
+hardware multiplies bf16 natively (GPUs, CPUs with AVX512-BF16 or AMX). On a CPU without them torch
+emulates bf16 matrix products: on a 2-core AMD EPYC (Zen 2, AVX2 only) one 256 x 2304
+orthogonalisation took 0.69 s in bf16 and 0.016 s in fp32, and the speedrun's first epoch ran at
+130 images/s, about half of it spent there. There the products are done in float32
+(``ns_dtype=None``, the default); ``python bench/speedrun_ablation.py --compare-muon`` times both.
 """
 from __future__ import annotations
 
@@ -47,6 +54,7 @@ import math
 
 import torch
 
+from .devices import fast_matmul_dtype
 from .validation import int_in
 
 __all__ = ["MuonSGD", "newton_schulz", "NS_COEFFICIENTS"]
@@ -56,18 +64,19 @@ __all__ = ["MuonSGD", "newton_schulz", "NS_COEFFICIENTS"]
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
-def newton_schulz(matrix: torch.Tensor, steps: int = 3, dtype: torch.dtype = torch.bfloat16,
+def newton_schulz(matrix: torch.Tensor, steps: int = 3, dtype: torch.dtype | None = None,
                   eps: float = 1e-7) -> torch.Tensor:
     """An approximately semi-orthogonal matrix with the singular vectors of the 2-D `matrix`.
 
     The matrix is scaled to a Frobenius norm of 1 (so every singular value is at most 1), then
     each of `steps` iterations maps its singular values s to ``a s + b s^3 + c s^5``
     (`NS_COEFFICIENTS`), which pushes them all toward 1. Works on the wide orientation (fewer
-    rows than columns), in `dtype`; returns the input's shape and dtype.
+    rows than columns), in `dtype` (None: bf16 where the matrix's device multiplies bf16 natively,
+    else float32; `cifarkit.devices.fast_matmul_dtype`); returns the input's shape and dtype.
     """
     if matrix.dim() != 2:
         raise ValueError(f"matrix must be 2-D, got shape {tuple(matrix.shape)}")
-    return _orthogonal(matrix, steps, dtype, eps).to(matrix.dtype)
+    return _orthogonal(matrix, steps, dtype or fast_matmul_dtype(matrix.device), eps).to(matrix.dtype)
 
 
 def _orthogonal(matrix: torch.Tensor, steps: int, dtype: torch.dtype, eps: float = 1e-7) -> torch.Tensor:
@@ -102,12 +111,15 @@ class MuonSGD(torch.optim.Optimizer):
         orthogonalize: the default kind of group (False: SGD).
         ns_steps: Newton-Schulz iterations (airbench: 3).
         renormalize: rescale orthogonalised parameters before each update (see above).
-        ns_dtype: the precision of the Newton-Schulz products (bf16, as airbench).
+        ns_dtype: the precision of the Newton-Schulz products. None (default): bf16, as airbench,
+            where the parameter's device multiplies bf16 natively, else float32
+            (`cifarkit.devices.fast_matmul_dtype`): on a CPU without AVX512-BF16 or AMX, bf16
+            products are emulated and made each Muon step about 40 times slower.
     """
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
                  nesterov: bool = True, orthogonalize: bool = False, ns_steps: int = 3,
-                 renormalize: bool = True, ns_dtype: torch.dtype = torch.bfloat16):
+                 renormalize: bool = True, ns_dtype: torch.dtype | None = None):
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
                         orthogonalize=orthogonalize, ns_steps=ns_steps, renormalize=renormalize,
                         ns_dtype=ns_dtype)
@@ -143,7 +155,8 @@ class MuonSGD(torch.optim.Optimizer):
         if orthogonal:
             if group["renormalize"]:
                 p.mul_(math.sqrt(p.shape[0]) / p.norm().clamp_min(1e-12))
-            flat = _orthogonal(update.reshape(p.shape[0], -1), group["ns_steps"], group["ns_dtype"])
+            dtype = group["ns_dtype"] or fast_matmul_dtype(p.device)
+            flat = _orthogonal(update.reshape(p.shape[0], -1), group["ns_steps"], dtype)
             update = flat.reshape(p.shape)
         p.add_(update, alpha=-group["lr"])
 

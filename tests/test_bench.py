@@ -73,6 +73,7 @@ def test_accuracy_set_changes_recipe_fields_and_names_the_run(tmp_path, capsys):
             "--out", str(tmp_path / "run")]
     entry = accuracy.main(args)
     assert entry["key"] == "speedrun-v2+cutout-4-1ep" and "cutout 4" in entry["summary"] and "--set cutout=4" in entry["command"]
+    assert (entry["base_recipe"], entry["seed"], entry["settings"]) == ("speedrun-v2", 0, ["cutout=4"])
     with pytest.raises(SystemExit):
         accuracy.main(args[:-2] + ["--set", "cutout=x"])
     assert "--set" in capsys.readouterr().err
@@ -212,25 +213,27 @@ def test_precision_section_names_the_recipe_it_measured(monkeypatch):
     assert "speedrun: speedrun model, batch 256" in text and "**bf16 / fp32: 2.00x**" in text
 
 
-def _run(command: str, sets: list[str], tta: float, plain: float, epochs: int = 8, complete: bool = True) -> dict:
-    """A bench/accuracy.py entry as it would be recorded for `command` on today's recipe."""
+def _run(seed: int, sets: list[str], tta: float, plain: float, epochs: int = 8, complete: bool = True) -> dict:
+    """A bench/accuracy.py entry as it would be recorded for `speedrun --seed seed --set ...` today."""
     recipe = accuracy.changed_recipe(run_all.get_recipe("speedrun"), sets)
-    return {"command": command, "summary": recipe.summary(), "epochs": epochs, "planned_epochs": 8,
-            "complete": complete, "test_acc_tta": tta, "test_acc": plain}
+    return {"base_recipe": "speedrun", "seed": seed, "settings": sets, "summary": recipe.summary(), "epochs": epochs,
+            "planned_epochs": 8, "complete": complete, "test_acc_tta": tta, "test_acc": plain}
 
 
 def test_tried_changes_pairs_each_change_with_the_recipe_run_of_its_seed():
-    cmd = "python bench/accuracy.py speedrun"
     table = {
-        "base0": _run(cmd, [], 0.9100, 0.9000),
-        "base1": _run(f"{cmd} --seed 1", [], 0.9050, 0.8950),
-        "ls0": _run(f"{cmd} --set label_smoothing=0.2", ["label_smoothing=0.2"], 0.9080, 0.8990),
-        "ls1": _run(f"{cmd} --seed 1 --set label_smoothing=0.2", ["label_smoothing=0.2"], 0.9010, 0.8970),
-        "no-partner": _run(f"{cmd} --seed 7 --set lookahead=True", ["lookahead=True"], 0.95, 0.95),
-        "paused": _run(f"{cmd} --set muon_lr=0.09", ["muon_lr=0.09"], 0.95, 0.95, epochs=3, complete=False),
+        "base0": _run(0, [], 0.9100, 0.9000),
+        "base1": _run(1, [], 0.9050, 0.8950),
+        "ls0": _run(0, ["label_smoothing=0.2"], 0.9080, 0.8990),
+        "ls1": _run(1, ["label_smoothing=0.2"], 0.9010, 0.8970),
+        "no-partner": _run(7, ["lookahead=True"], 0.95, 0.95),
+        "paused": _run(0, ["muon_lr=0.09"], 0.95, 0.95, epochs=3, complete=False),
+        # another recipe's run of the same change and seed, and an old entry that recorded only its command
+        "other-recipe": dict(_run(0, ["label_smoothing=0.2"], 0.99, 0.99), base_recipe="airbench94-muon"),
+        "command-only": {"command": "python bench/accuracy.py speedrun --set muon_lr=0.2", "test_acc_tta": 0.99},
     }
     # a run of an older recipe: its recorded summary is not what the change gives today's recipe
-    table["stale"] = dict(_run(f"{cmd} --set cutout=8", ["cutout=8"], 0.97, 0.97), summary="speedrun+cutout-8: old")
+    table["stale"] = dict(_run(0, ["cutout=8"], 0.97, 0.97), summary="speedrun+cutout-8: old")
     lines = run_all.tried_changes(table)
     rows = [line for line in lines if line.startswith("| `")]
     assert rows == ["| `label_smoothing=0.2` | 0, 1 | -0.20, -0.40 | **-0.30** | +0.05 | 90.80%, 90.10% |"]

@@ -439,3 +439,33 @@ def test_notebook_07_shows_the_recorded_ablation_and_timing_tables():
         assert rows and all(row in cell for row in rows), kind
     assert set(speedrun_ablation.VARIANTS) <= {row.split(" | ")[0][2:] for row in kept["ablation"]["table"]
                                                if row.startswith("| ")}, "a variant of the script is missing"
+
+
+@pytest.mark.parametrize("native", [torch.bfloat16, torch.float32])
+def test_muon_orthogonalises_in_bf16_only_where_the_device_multiplies_it_natively(monkeypatch, native):
+    """The default ns_dtype follows `fast_matmul_dtype` (emulated bf16 products made each step about
+    40x slower on an AVX2-only CPU); an explicit ns_dtype is kept."""
+    import cifarkit.optim as optim_module
+    monkeypatch.setattr(optim_module, "fast_matmul_dtype", lambda device: native)
+    torch.manual_seed(3)
+    start, grad = torch.randn(32, 16, 3, 3), torch.randn(32, 16, 3, 3)
+
+    def stepped(**kw):
+        p = torch.nn.Parameter(start.clone())
+        p.grad = grad.clone()
+        MuonSGD([p], lr=0.1, momentum=0.6, orthogonalize=True, **kw).step()
+        return p.detach()
+
+    default = stepped()
+    assert torch.equal(default, stepped(ns_dtype=native))
+    other = torch.float32 if native is torch.bfloat16 else torch.bfloat16
+    assert not torch.equal(default, stepped(ns_dtype=other)), "the two precisions round differently"
+    m = torch.randn(8, 20)
+    assert torch.equal(newton_schulz(m), newton_schulz(m, dtype=native))
+
+
+def test_fast_matmul_dtype_is_bf16_only_on_hardware_with_native_bf16(monkeypatch):
+    from cifarkit import devices
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: native)
+        assert devices.fast_matmul_dtype("cpu") is expected
