@@ -38,6 +38,7 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=None)  # asked once per parameter per optimizer step
 def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
     """bfloat16 where `device` multiplies bf16 matrices natively (CUDA GPUs that support it, CPUs with
     AVX512-BF16 or AMX), else float32. On a CPU without them (AVX2 only) torch emulates bf16
