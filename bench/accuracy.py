@@ -138,13 +138,20 @@ def percent(value) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def merge_results(entry: dict, path: Path) -> None:
-    """Add `entry` to the results file under its key (recipe and epochs), atomically."""
+def merge_results(entry: dict, path: Path) -> str:
+    """Add `entry` to the results file under its key (recipe, epochs and seed), atomically, and
+    return the key. A run on the same hardware replaces the recorded one; a run on another CPU
+    never does: it gets a key of its own, ``<key>@<hardware>`` (e.g. ``speedrun-8ep@intel-xeon-processor``)."""
     table = json.loads(path.read_text()) if path.exists() else {}
-    table[entry["key"]] = entry
+    key = entry["key"]
+    if key in table and table[key].get("hardware") != entry.get("hardware"):
+        machine = re.sub(r"\((R|TM)\)|,.*", "", str(entry.get("hardware")))
+        key = entry["key"] = f"{key}@{re.sub(r'[^a-z0-9]+', '-', machine.lower()).strip('-')}"
+    table[key] = entry
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
+    return key
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -236,10 +243,10 @@ def main(argv=None) -> dict:
         "started_this_session": started,
         "command": shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
     }
-    (out / "result.json").write_text(json.dumps(entry, indent=1))
     save_curve(hist, f"{recipe.name} on {data.label}", out / "curve.png")
-    merge_results(entry, Path(args.results))
-    print(f"{recipe.name}: test {entry['test_acc']:.2%}"
+    key = merge_results(entry, Path(args.results))
+    (out / "result.json").write_text(json.dumps(entry, indent=1))
+    print(f"{key}: test {entry['test_acc']:.2%}"
           + (f", with TTA ({recipe.tta}) {entry['test_acc_tta']:.2%}" if result.test_tta else "")
           + (f"; exact first {n_exact}: {exact:.2%}" if exact is not None else "; exact images not scored (--n-test subset)")
           + (f" (the same images JPEG-decoded: {twin_acc:.2%})" if twin_acc is not None else "")
