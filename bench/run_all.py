@@ -186,13 +186,12 @@ def full_lessons_section() -> list[str]:
     return ["### Full profiles", "", *lessons.render(json.loads(path.read_text()))]
 
 
-def tried_changes(table: dict, recipe: str = "speedrun") -> list[str]:
-    """The changes tried on `recipe`, each paired by seed with the recipe's own run: a markdown table
-    from bench/accuracy_results.json. A run counts when it was recorded as ``bench/accuracy.py <recipe>``
-    (its ``base_recipe``) with ``--set`` changes (its ``settings``) and its recorded summary is what those changes give the recipe as it is
-    now (so runs of an older recipe drop out by themselves); its partner is the complete run of the
-    unchanged recipe with the same seed and epochs. Empty when nothing pairs."""
-    base, tried = {}, {}
+def recorded_runs(table: dict, recipe: str) -> tuple[dict, dict]:
+    """The complete runs recorded as ``bench/accuracy.py <recipe>`` (their ``base_recipe``) whose
+    recorded summary is what their ``--set`` changes give the recipe as it is now (so runs of an older
+    recipe drop out by themselves): ``(own, tried)``, the recipe's own runs by ``(seed, epochs)`` and
+    the changed runs by change, each a list of ``(seed, entry)``."""
+    own, tried = {}, {}
     for e in table.values():
         name, seed, sets = e.get("base_recipe"), e.get("seed"), e.get("settings", [])
         if name != recipe or not e.get("complete", True) or e.get("test_acc_tta") is None:
@@ -206,32 +205,99 @@ def tried_changes(table: dict, recipe: str = "speedrun") -> list[str]:
         if sets:
             tried.setdefault(" ".join(f"`{item}`" for item in sets), []).append((seed, e))
         else:
-            base[(seed, e["epochs"])] = e
-    rows = []
+            own.setdefault((seed, e["epochs"]), []).append(e)
+    return own, tried
+
+
+def paired_rows(label: str, runs: list, base: dict) -> tuple[str | None, set, list]:
+    """One table row: `runs` (``(seed, entry)``) against the `base` run of the same seed and epochs,
+    on the same CPU where one was recorded, else starred; the ``(run CPU, base CPU)`` of the starred;
+    and the differences with TTA, in points."""
+    pairs = [(seed, e, min(base[(seed, e["epochs"])], key=lambda b: b.get("hardware") != e.get("hardware")))
+             for seed, e in sorted(runs, key=lambda r: (r[0], str(r[1].get("hardware")))) if (seed, e["epochs"]) in base]
+    if not pairs:
+        return None, set(), []
+    deltas = [100 * (e["test_acc_tta"] - b["test_acc_tta"]) for _, e, b in pairs]
+    plain = [100 * (e["test_acc"] - b["test_acc"]) for _, e, b in pairs]
+    # a pair trained on two kinds of CPU: its seed is starred and the note below names the machines
+    moved = [(e.get("hardware"), b.get("hardware")) if e.get("hardware") != b.get("hardware") else None
+             for _, e, b in pairs]
+    seeds = ", ".join(f"{seed}{'*' if m else ''}" for (seed, _, _), m in zip(pairs, moved))
+    row = (f"| {label} | {seeds} | {', '.join(f'{d:+.2f}' for d in deltas)} | **{sum(deltas) / len(deltas):+.2f}** | "
+           f"{sum(plain) / len(plain):+.2f} | {', '.join(accuracy.percent(e['test_acc_tta']) for _, e, _ in pairs)} |")
+    return row, {m for m in moved if m}, deltas
+
+
+PAIRED_HEADER = ["| change | seeds | Δ with TTA, per seed | mean Δ with TTA | mean Δ without TTA | with TTA |",
+                 "| --- | --- | ---: | ---: | ---: | ---: |"]
+
+
+def _star_note(elsewhere: set, what: str) -> list[str]:
+    if not elsewhere:
+        return []
+    return [f"\\* {what} ran on {' and '.join(sorted({a for a, _ in elsewhere}))}, the partner run of that seed "
+            f"on {' and '.join(sorted({b for _, b in elsewhere}))}: the same initial weights and data order, but other "
+            "arithmetic kernels, so the two runs drift apart by more than the change alone.", ""]
+
+
+def tried_changes(table: dict, recipe: str = "speedrun") -> list[str]:
+    """The changes tried on `recipe`, each paired by seed with the recipe's own run: a markdown table
+    from bench/accuracy_results.json (`recorded_runs` says which runs count); the partner is the
+    complete run of the unchanged recipe with the same seed and epochs, on the same CPU where one was
+    recorded (a pair from two kinds of CPU is starred). Empty when nothing pairs."""
+    base, tried = recorded_runs(table, recipe)
+    rows, elsewhere = [], set()
     for change, runs in sorted(tried.items()):
-        pairs = [(seed, e, base[(seed, e["epochs"])]) for seed, e in sorted(runs, key=lambda r: r[0])
-                 if (seed, e["epochs"]) in base]
-        if not pairs:
-            continue
-        deltas = [100 * (e["test_acc_tta"] - b["test_acc_tta"]) for _, e, b in pairs]
-        plain = [100 * (e["test_acc"] - b["test_acc"]) for _, e, b in pairs]
-        rows.append(f"| {change} | {', '.join(str(seed) for seed, _, _ in pairs)} | "
-                    f"{', '.join(f'{d:+.2f}' for d in deltas)} | **{sum(deltas) / len(deltas):+.2f}** | "
-                    f"{sum(plain) / len(plain):+.2f} | {', '.join(accuracy.percent(e['test_acc_tta']) for _, e, _ in pairs)} |")
+        row, moved, _ = paired_rows(change, runs, base)
+        if row:
+            rows.append(row)
+            elsewhere |= moved
     if not rows:
         return []
     spread = ""
-    own = [100 * b["test_acc_tta"] for (_, epochs), b in base.items() if epochs == get_recipe(recipe).epochs]
+    own = [100 * b["test_acc_tta"] for (_, epochs), bs in base.items() if epochs == get_recipe(recipe).epochs for b in bs]
     if len(own) > 1:
         sd = statistics.stdev(own)
         spread = (f" The recipe's own {len(own)} runs spread by sd {sd:.2f} points, so one seed's Δ within about "
-                  f"±{sd * 2 ** 0.5:.2f} (the sd of a difference of two runs) is noise.")
+                  f"±{2 * sd:.1f} points is inside the noise.")
     return [f"### Changes tried on `{recipe}`, paired by seed (bench/accuracy_results.json)", "",
-            f"Each change is one `--set` of `python bench/accuracy.py {recipe}`, trained on the full split and compared "
+            "Each row: runs of `bench/accuracy.py " + recipe + " --seed N --set ...` (one setting changed), each paired "
             "with the unchanged recipe's run of the same seed (same data order and initial weights). "
             f"Δ: points of test accuracy with TTA, change minus recipe.{spread}", "",
-            "| change | seeds | Δ with TTA, per seed | mean Δ with TTA | mean Δ without TTA | with TTA |",
-            "| --- | --- | ---: | ---: | ---: | ---: |", *rows, ""]
+            *PAIRED_HEADER, *rows, "", *_star_note(elsewhere, "The change")]
+
+
+#: Student's t, two-sided 95%, by degrees of freedom (a few seeds: the normal 1.96 would be too narrow)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def recipe_against(table: dict, recipe: str, previous: str) -> list[str]:
+    """`recipe`'s own runs against `previous`'s, paired by seed (same CPU where recorded, else
+    starred), with each recipe's mean and sd over its seeds: a markdown table; empty when nothing pairs."""
+    new, _ = recorded_runs(table, recipe)
+    old, _ = recorded_runs(table, previous)
+    runs = [(seed, e) for (seed, _), es in new.items() for e in es]
+    row, moved, deltas = paired_rows(f"`{recipe}` - `{previous}`", runs, old)
+    if row is None:
+        return []
+    lines = [f"### `{recipe}` against `{previous}`, paired by seed (bench/accuracy_results.json)", "",
+             f"Each seed's run of `{recipe}` minus the run of `{previous}` with the same seed (same data order, "
+             "and the same random draws for the initial weights), in points of test accuracy.", "", *PAIRED_HEADER, row, ""]
+    if 1 < len(deltas) <= len(T95) + 1:
+        mean, sd = statistics.mean(deltas), statistics.stdev(deltas)
+        half = T95[len(deltas) - 1] * sd / len(deltas) ** 0.5
+        lines += [f"Paired differences with TTA: mean {mean:+.2f}, sd {sd:.2f} over {len(deltas)} seeds; 95% interval "
+                  f"{mean - half:+.2f} to {mean + half:+.2f} points (Student's t, {len(deltas) - 1} degrees of freedom).", ""]
+    for name, runs_by in ((recipe, new), (previous, old)):
+        for hw in sorted({e.get("hardware") for es in runs_by.values() for e in es}):
+            accs = [(seed, e) for (seed, _), es in sorted(runs_by.items()) for e in es if e.get("hardware") == hw]
+            tta = [100 * e["test_acc_tta"] for _, e in accs]
+            exact = [100 * e["exact_first_1000_acc"] for _, e in accs if e.get("exact_first_1000_acc") is not None]
+            spread = f"{statistics.mean(tta):.2f}% ± {statistics.stdev(tta):.2f} with TTA (mean ± sd)" if len(tta) > 1 \
+                else f"{tta[0]:.2f}% with TTA"
+            lines.append(f"- `{name}` on {hw}, seed{'s' if len(accs) > 1 else ''} {', '.join(str(s) for s, _ in accs)}: "
+                         f"{spread}" + (f"; exact 1,000: {', '.join(f'{x:.1f}%' for x in exact)}" if exact else ""))
+    return lines + ["", *_star_note(moved, f"The `{recipe}` run")]
 
 
 def speedrun_section() -> list[str]:
@@ -242,16 +308,19 @@ def speedrun_section() -> list[str]:
         return []
     record = json.loads(path.read_text())
     lines = ["## 7. Speedrun: which ingredient matters, and the time yardstick (bench/speedrun_ablation.py)", ""]
-    for kind, title in (("timing", "Time of a whole `speedrun` run in epochs of `speedrun-v2`, timed side by side"),
-                        ("ablation", "Ablation: `speedrun` with one ingredient removed at a time, 8 epochs each, "
+    for kind, title in (("timing", "Time of a whole `{}` run in epochs of `speedrun-v2`, timed side by side"),
+                        ("ablation", "Ablation: `{}` with one ingredient removed at a time, 8 epochs each, "
                                      "full training split"),
-                        ("evaluation", "Evaluation-only changes on the recipe's finished models (bench/speedrun_eval.py)")):
-        if kind in record:
-            lines += [f"### {title}", "", *record[kind]["table"], "",
+                        ("evaluation", "Evaluation-only changes on `{}`'s finished models (bench/speedrun_eval.py)")):
+        if kind in record:  # each table names the recipe it measured (records before 2026-12-06 name none)
+            of = record[kind].get("recipe", "speedrun")
+            lines += [f"### {title.format(of)}", "", *record[kind]["table"], "",
                       f"Recorded {record[kind]['recorded']}: `{record[kind]['command']}`", ""]
     results = HERE / "accuracy_results.json"
     if results.is_file():
-        lines += tried_changes(json.loads(results.read_text()))
+        table = json.loads(results.read_text())
+        lines += recipe_against(table, "speedrun", "speedrun-torch-init")
+        lines += tried_changes(table) + tried_changes(table, "speedrun-torch-init")
     return lines
 
 

@@ -244,14 +244,15 @@ def ablation(args) -> list[str]:
     return lines
 
 
-def record(kind: str, lines: list[str], path, argv: list[str], script: str = "bench/speedrun_ablation.py") -> None:
-    """Keep `lines` (a finished table) as `kind` ("ablation", "timing", or bench/speedrun_eval.py's
-    "evaluation") in the tracked record `path` (default bench/speedrun_record.json, which
-    `bench/run_all.py` tables in results.md): bench/runs/ is not part of the repository. `script`
-    and `argv` make the recorded command."""
+def record(kind: str, lines: list[str], path, argv: list[str], script: str = "bench/speedrun_ablation.py",
+           recipe: str = RECIPE) -> None:
+    """Keep `lines` (a finished table of `recipe`) as `kind` ("ablation", "timing", or
+    bench/speedrun_eval.py's "evaluation") in the tracked record `path` (default
+    bench/speedrun_record.json, which `bench/run_all.py` tables in results.md): bench/runs/ is not
+    part of the repository. `script` and `argv` make the recorded command."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
-    data[kind] = {"table": lines, "recorded": time.strftime("%Y-%m-%d %H:%M"),
+    data[kind] = {"table": lines, "recorded": time.strftime("%Y-%m-%d %H:%M"), "recipe": recipe,
                   "command": shlex.join(["python", script, *argv])}
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"recorded the {kind} table in {path}", flush=True)

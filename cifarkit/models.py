@@ -503,8 +503,8 @@ def _dirac_init(conv: nn.Conv2d) -> None:
 class SpeedrunStage(nn.Module):
     """Conv 3x3 -> 2x2 max-pool -> BN -> GELU, then a second conv 3x3 -> BN -> GELU.
 
-    With ``residual=True`` (the ``speedrun`` recipe) the second convolution is a residual branch,
-    ``y + GELU(BN(conv(y)))``; with ``residual=False`` (``speedrun-v3``, airbench's block) the two
+    With ``residual=True`` (the ``speedrun-v2`` recipe) the second convolution is a residual branch,
+    ``y + GELU(BN(conv(y)))``; with ``residual=False`` (``speedrun`` and ``airbench94-muon``, airbench's block) the two
     convolutions simply follow each other. Pooling right after the first convolution (before BN)
     lets the second convolution run at a quarter of the pixels, which is where most of the saved
     compute comes from. Both convolutions start close to the identity (`_dirac_init`), so a fresh
@@ -556,8 +556,8 @@ def patch_whitening_filters(images: torch.Tensor, kernel_size: int = 2, eps: flo
 
 
 class SpeedrunNet(nn.Module):
-    """A compact network for fast CIFAR-10 training (notebook 07, recipes ``speedrun`` and
-    ``speedrun-v3``).
+    """A compact network for fast CIFAR-10 training (notebook 07, recipes ``speedrun``,
+    ``speedrun-v2`` and ``airbench94-muon``).
 
     * Stem: a 2x2 convolution whose filters whiten the image patches (`init_whitening`, from a
       sample of the training images; the filters stay fixed, their biases learn), then GELU.
@@ -583,11 +583,18 @@ class SpeedrunNet(nn.Module):
         bn_eps: epsilon of every BatchNorm.
         freeze_bn_weights: keep every BatchNorm's scale at 1 (False: the scales learn too).
         whitening: fixed whitening filters in the stem (False: a learnable stem).
+        head_init_std: the classifier's starting weights are rescaled to this standard deviation
+            (airbench uses 1, with ``logit_scale=None``); None keeps torch's default
+            initialisation (std 1/sqrt(3 x width), about 0.036 at width 256).
+        whiten_bias_init: ``"zeros"`` starts the stem's bias at 0; ``"uniform"`` keeps torch's
+            default convolution bias, uniform in +-1/sqrt(fan_in) (+-0.29 for 2x2x3 filters), as
+            airbench does.
     """
 
     def __init__(self, widths=(64, 256, 256), num_classes: int = 10, logit_scale: float | None = 1 / 9,
                  whiten_kernel: int = 2, residual: bool = True, bn_eps: float = 1e-5,
-                 freeze_bn_weights: bool = True, whitening: bool = True):
+                 freeze_bn_weights: bool = True, whitening: bool = True, head_init_std: float | None = None,
+                 whiten_bias_init: str = "zeros"):
         super().__init__()
         widths = positive_ints("widths", widths, what=" (one per stage)")
         positive_int("num_classes", num_classes)
@@ -596,17 +603,25 @@ class SpeedrunNet(nn.Module):
                             ("whitening", whitening)):
             flag(name, value)
         number_in("bn_eps", bn_eps, 0, 1, lo_open=True, hi_open=True)
+        head_init_std = number_in("head_init_std", head_init_std, 0, float("inf"), lo_open=True, hi_open=True,
+                                  optional=True)
+        if whiten_bias_init not in ("zeros", "uniform"):
+            raise ValueError(f"whiten_bias_init must be 'zeros' or 'uniform', got {whiten_bias_init!r}")
         logit_scale = 1.0 / widths[-1] if logit_scale is None else float(logit_scale)
         self.widths, self.logit_scale, self.whitening = widths, logit_scale, whitening
         stem_width = 2 * 3 * whiten_kernel ** 2
         self.whiten = nn.Conv2d(3, stem_width, whiten_kernel, padding=0, bias=True)
         self.whiten.weight.requires_grad_(not whitening)
-        nn.init.zeros_(self.whiten.bias)
+        if whiten_bias_init == "zeros":
+            nn.init.zeros_(self.whiten.bias)
         chans = (stem_width, *widths)
         self.stages = nn.Sequential(*[SpeedrunStage(a, b, residual, bn_eps, freeze_bn_weights)
                                       for a, b in zip(chans, chans[1:])])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(widths[-1], num_classes, bias=False)
+        if head_init_std is not None:
+            with torch.no_grad():
+                self.fc.weight.mul_(head_init_std / self.fc.weight.std())
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor) -> None:

@@ -3,8 +3,8 @@
 Muon (Keller Jordan, 2024) replaces a weight matrix's momentum update by the nearest
 semi-orthogonal matrix (all singular values about 1), computed with a few Newton-Schulz
 iterations (`newton_schulz`). airbench94_muon, the fastest public CIFAR-10 recipe, trains its
-convolution filters this way and everything else with Nesterov SGD; the ``speedrun-v3`` recipe
-does the same through this class.
+convolution filters this way and everything else with Nesterov SGD; the ``speedrun`` and
+``airbench94-muon`` recipes do the same through this class.
 
 Why the kit has its own optimizer instead of ``torch.optim.Muon`` (torch 2.14.1, measured and
 read side by side; ``python bench/speedrun_ablation.py --compare-muon`` repeats the measurement):

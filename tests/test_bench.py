@@ -44,6 +44,21 @@ def test_accuracy_writes_a_result_and_merges_it(tmp_path):
     assert again["val_acc_per_epoch"] == entry["val_acc_per_epoch"]
 
 
+def test_a_run_on_another_cpu_gets_its_own_key_and_a_rerun_on_the_same_one_replaces(tmp_path):
+    results = tmp_path / "all.json"
+    epyc = {"key": "speedrun-8ep", "hardware": "AMD EPYC, 2 threads", "test_acc": 0.90}
+    accuracy.merge_results(epyc, results)
+    xeon = {"key": "speedrun-8ep", "hardware": "Intel(R) Xeon(R) Processor, 2 threads", "test_acc": 0.89}
+    assert accuracy.merge_results(dict(xeon), results) == "speedrun-8ep@intel-xeon-processor"
+    again = accuracy.merge_results(dict(xeon, test_acc=0.91), results)       # the same CPU again: replaced
+    rerun = accuracy.merge_results(dict(epyc, test_acc=0.92), results)
+    table = json.loads(results.read_text())
+    assert again == "speedrun-8ep@intel-xeon-processor" and rerun == "speedrun-8ep"
+    assert set(table) == {"speedrun-8ep", "speedrun-8ep@intel-xeon-processor"}
+    assert table["speedrun-8ep"]["test_acc"] == 0.92 and table[again]["test_acc"] == 0.91 and table[again]["key"] == again
+    assert results.read_text().endswith("}\n")
+
+
 def test_accuracy_stop_after_writes_a_partial_result_then_resumes(tmp_path):
     args = ["speedrun-v2", "--epochs", "2", "--source", "synthetic", "--allow-synthetic", "--n-train", "256",
             "--n-test", "64", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "all.json")]
@@ -241,11 +256,60 @@ def test_tried_changes_pairs_each_change_with_the_recipe_run_of_its_seed():
     assert run_all.tried_changes({"base0": table["base0"]}) == []  # nothing to pair: no section
 
 
-def test_the_recorded_speedrun_changes_pair_with_recipe_runs():
-    """The real record: every change tried on the current recipe finds its seed's recipe run."""
-    table = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
+def test_tried_changes_star_a_pair_trained_on_two_kinds_of_cpu():
+    table = {"base0": dict(_run(0, [], 0.9100, 0.9000), hardware="AMD EPYC, 2 threads"),
+             "base1": dict(_run(1, [], 0.9050, 0.8950), hardware="AMD EPYC, 2 threads"),
+             "ls0": dict(_run(0, ["label_smoothing=0.2"], 0.9080, 0.8990), hardware="Intel Xeon, 2 threads"),
+             "ls1": dict(_run(1, ["label_smoothing=0.2"], 0.9010, 0.8970), hardware="AMD EPYC, 2 threads")}
+    lines = run_all.tried_changes(table)
+    assert [line for line in lines if line.startswith("| `")][0].startswith("| `label_smoothing=0.2` | 0*, 1 | -0.20, -0.40 |")
+    note = [line for line in lines if line.startswith("\\*")]
+    assert len(note) == 1 and "ran on Intel Xeon, 2 threads" in note[0] and "seed on AMD EPYC, 2 threads" in note[0]
+    # a recipe run of seed 0 on the Xeon too: the Xeon's change run pairs with it, unstarred
+    table["base0@xeon"] = dict(_run(0, [], 0.9000, 0.8900), hardware="Intel Xeon, 2 threads")
     rows = [line for line in run_all.tried_changes(table) if line.startswith("| `")]
+    assert rows[0].startswith("| `label_smoothing=0.2` | 0, 1 | +0.80, -0.40 |"), rows
+    del table["base0@xeon"]
+    table["ls0"]["hardware"] = "AMD EPYC, 2 threads"                  # the same CPU: no star, no note
+    lines = run_all.tried_changes(table)
+    assert any(line.startswith("| `label_smoothing=0.2` | 0, 1 |") for line in lines)
+    assert not any(line.startswith("\\*") for line in lines)
+
+
+def test_the_recorded_speedrun_changes_pair_with_recipe_runs():
+    """The real record: the changes tried on the previous recipe find its run of their seed, and
+    every seed of today's recipe finds the previous recipe's run of that seed on the same CPU."""
+    table = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
+    rows = [line for line in run_all.tried_changes(table, "speedrun-torch-init") if line.startswith("| `")]
     assert any(row.startswith("| `label_smoothing=0.2` | 0, 1, 2 |") for row in rows), rows
+    lines = run_all.recipe_against(table, "speedrun", "speedrun-torch-init")
+    row = next(line for line in lines if line.startswith("| `speedrun` - `speedrun-torch-init` |"))
+    assert row.split(" | ")[1] == "0, 1, 2, 3, 4", row  # five seeds, none starred: each pair on one CPU
+
+
+def test_recipe_against_pairs_the_recipe_with_its_predecessor_by_seed_and_cpu():
+    def old(seed, tta, plain, hw):
+        e = dict(_run(seed, [], tta, plain), hardware=hw, base_recipe="speedrun-torch-init")
+        return dict(e, summary=run_all.get_recipe("speedrun-torch-init").summary())
+
+    def new(seed, tta, plain, hw, exact=None):
+        return dict(_run(seed, [], tta, plain), hardware=hw, exact_first_1000_acc=exact)
+
+    table = {"old0": old(0, 0.9000, 0.8900, "EPYC"), "old0x": old(0, 0.9050, 0.8950, "Xeon"),
+             "old1": old(1, 0.9100, 0.9000, "EPYC"),
+             "new0": new(0, 0.9110, 0.9000, "Xeon", 0.93), "new1": new(1, 0.9120, 0.9010, "Xeon", 0.94),
+             "lone": new(5, 0.99, 0.99, "Xeon")}                       # no partner: left out of the row
+    lines = run_all.recipe_against(table, "speedrun", "speedrun-torch-init")
+    row = next(line for line in lines if line.startswith("| `speedrun`"))
+    # seed 0 pairs with the Xeon run of the old recipe (same CPU); seed 1 has only an EPYC partner: starred
+    assert row == "| `speedrun` - `speedrun-torch-init` | 0, 1* | +0.60, +0.20 | **+0.40** | +0.30 | 91.10%, 91.20% |"
+    text = "\n".join(lines)
+    # +0.60 and +0.20: sd 0.28, t(1) = 12.706 -> half-width 2.54
+    assert "Paired differences with TTA: mean +0.40, sd 0.28 over 2 seeds; 95% interval -2.14 to +2.94 points" in text
+    assert "`speedrun` on Xeon, seeds 0, 1, 5: 93.77% ± 4.53 with TTA (mean ± sd); exact 1,000: 93.0%, 94.0%" in text
+    assert "`speedrun-torch-init` on EPYC, seeds 0, 1: 90.50% ± 0.71" in text
+    assert "\\* The `speedrun` run ran on Xeon, the partner run of that seed on EPYC" in text
+    assert run_all.recipe_against({"new0": table["new0"]}, "speedrun", "speedrun-torch-init") == []
 
 
 def test_speedrun_eval_scores_a_finished_run_as_the_recipe_does_then_its_variants(tmp_path, capsys):

@@ -74,14 +74,15 @@ def test_speedrun_stage_convolutions_start_as_identity_filters():
 
 
 def test_get_recipe_names_and_validation():
-    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun-v2", "speedrun-wide", "airbench94-muon", "speedrun"}
+    assert set(RECIPES) == {"gated-seed", "gated-improved", "speedrun-v2", "speedrun-wide", "airbench94-muon", "speedrun",
+                            "speedrun-torch-init"}
     wide, base = get_recipe("speedrun-wide"), get_recipe("speedrun-v2")
     assert wide.replace(name="speedrun-v2", epochs=base.epochs, model_kwargs={}, description=base.description) == base
     seed = get_recipe("gated-seed")
     assert (seed.optimizer, seed.lr, seed.weight_decay, seed.epochs, seed.batch_size) == ("adam", 1e-3, 1e-4, 30, 128)
     assert not seed.augment and seed.schedule == "constant" and seed.label_smoothing == 0
     assert get_recipe("speedrun-v2", epochs=3).epochs == 3 and RECIPES["speedrun-v2"].epochs != 3
-    with pytest.raises(ValueError, match="gated-seed, gated-improved, speedrun-v2, speedrun-wide, airbench94-muon, speedrun"):
+    with pytest.raises(ValueError, match="gated-seed, gated-improved, speedrun-v2, speedrun-wide, airbench94-muon, speedrun, speedrun-torch-init"):
         get_recipe("fastest")
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(schedule="cosine"), dict(label_smoothing=1.0),
                 dict(warmup=0.0), dict(batch_size=1.5)]:

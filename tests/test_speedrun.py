@@ -128,6 +128,53 @@ def test_v3_blocks_are_plain_and_the_head_divides_by_the_width():
         SpeedrunNet(bn_eps=0.0)
 
 
+
+def test_airbench_initialisation_options_rescale_the_head_and_keep_torchs_stem_bias():
+    torch.manual_seed(5)
+    default = SpeedrunNet((8, 16))
+    torch.manual_seed(5)
+    airbench = SpeedrunNet((8, 16), head_init_std=1.0, whiten_bias_init="uniform")
+    assert torch.equal(default.whiten.bias, torch.zeros(24))
+    bound = 1 / math.sqrt(3 * 2 * 2)                                   # torch's conv bias: +-1/sqrt(fan_in)
+    assert airbench.whiten.bias.abs().max() <= bound and airbench.whiten.bias.abs().min() > 0
+    assert 0.02 < default.fc.weight.std() < 0.2                      # torch's default: 1/sqrt(3 x 16) = 0.14
+    torch.testing.assert_close(airbench.fc.weight.std(), torch.tensor(1.0))
+    # the same directions, only rescaled; every other weight is the same (same seed, same draws)
+    torch.testing.assert_close(airbench.fc.weight / airbench.fc.weight.std(), default.fc.weight / default.fc.weight.std())
+    torch.testing.assert_close(airbench.stages[0].conv.weight, default.stages[0].conv.weight)
+    for bad, match in [(dict(head_init_std=0.0), "head_init_std"), (dict(head_init_std=-1), "head_init_std"),
+                       (dict(whiten_bias_init="ones"), "whiten_bias_init")]:
+        with pytest.raises(ValueError, match=match):
+            SpeedrunNet((8, 16), **bad)
+    # the recipe's summary names them, so a recorded run with them never passes for the recipe's own
+    plain = get_recipe("speedrun-torch-init")
+    changed = plain.with_model_kwargs(head_init_std=1.0, whiten_bias_init="uniform")
+    assert "initialised" not in plain.summary()
+    assert "head initialised at std 1, whitening bias initialised uniform" in changed.summary()
+    net = changed.build_model()
+    assert net.fc.weight.std().item() == pytest.approx(1.0) and net.whiten.bias.abs().sum() > 0
+
+def test_the_speedrun_starts_as_the_record_recipe_does_and_its_predecessor_as_torch_does():
+    """`speedrun` and `airbench94-muon` take the record's initialisation; `speedrun-torch-init` is the
+    speedrun before it, the same in every other field (so the recorded runs of each stay reproducible)."""
+    from cifarkit.recipes import AIRBENCH_INIT
+
+    new, old = get_recipe("speedrun"), get_recipe("speedrun-torch-init")
+    for recipe in (new, get_recipe("airbench94-muon")):
+        assert AIRBENCH_INIT.items() <= recipe.model_kwargs.items()
+    assert not set(AIRBENCH_INIT) & set(old.model_kwargs)
+    assert old.replace(name="speedrun", description=new.description).with_model_kwargs(**AIRBENCH_INIT) == new
+    torch.manual_seed(0)
+    started = new.build_model()
+    torch.manual_seed(0)
+    before = old.build_model()
+    assert started.fc.weight.std().item() == pytest.approx(1.0) and before.fc.weight.std().item() < 0.1
+    assert started.whiten.bias.abs().max() > 0 and before.whiten.bias.abs().max() == 0
+    # the same draws: only the head's scale and the stem's bias differ, so runs pair by seed
+    torch.testing.assert_close(started.stages[2].res_conv.weight, before.stages[2].res_conv.weight)
+    torch.testing.assert_close(started.fc.weight / started.fc.weight.std(), before.fc.weight / before.fc.weight.std())
+
+
 def test_frozen_bn_weights_stay_at_one_after_a_training_step_and_learn_when_unfrozen():
     model, _ = one_step(tiny_v3())
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -331,6 +378,7 @@ def test_ablation_script_smoke_run_writes_its_table(tmp_path, monkeypatch):
     speedrun_ablation.main(argv + ["--table", "--record", str(tmp_path / "speedrun_record.json")])
     kept = json.loads((tmp_path / "speedrun_record.json").read_text())
     assert kept["ablation"]["table"] == lines and "--record" in kept["ablation"]["command"]
+    assert kept["ablation"]["recipe"] == "speedrun"  # the table names the recipe it measured
     monkeypatch.setattr(run_all, "HERE", tmp_path)
     section = run_all.speedrun_section()
     assert section[0].startswith("## 7. Speedrun") and rows[0] in section and "timing" not in kept
@@ -424,11 +472,12 @@ def test_notebook_07_figures_for_outside_the_repository_are_the_recorded_ones():
     rows = next(ast.literal_eval(node) for node in ast.walk(tree) if isinstance(node, ast.List)
                 and node.elts and isinstance(node.elts[0], ast.Tuple))
     recorded = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
-    assert {"speedrun-8ep", "airbench94-muon-8ep", "speedrun-v2-18ep"} <= {row[0] for row in rows}
-    for key, minutes, acc, exact, epochs, day in rows:
+    assert {"speedrun-8ep", "speedrun-torch-init-8ep", "airbench94-muon-8ep", "speedrun-v2-18ep"} <= {row[0] for row in rows}
+    for key, minutes, acc, exact, epochs, day, hardware in rows:
         e = recorded[key]
         assert (round(e["train_minutes"], 1), round(e["test_acc_tta"], 4), round(e["exact_first_1000_acc"], 3),
                 e["epochs"], e["finished"][:10]) == (minutes, acc, exact, epochs, day), key
+        assert e["hardware"].replace("Intel(R) Xeon(R) Processor", "Intel Xeon") == hardware, key
 
 
 def test_notebook_07_shows_the_recorded_ablation_and_timing_tables():
