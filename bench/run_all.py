@@ -272,7 +272,7 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
 
 
 def recipe_against(table: dict, recipe: str, previous: str) -> list[str]:
-    """`recipe`'s own runs against `previous`'s, paired by seed (same CPU where recorded, else
+    """`recipe`'s own runs against `previous`'s (an earlier recipe, or another one), paired by seed (same CPU where recorded, else
     starred), with each recipe's mean and sd over its seeds: a markdown table; empty when nothing pairs."""
     new, _ = recorded_runs(table, recipe)
     old, _ = recorded_runs(table, previous)
@@ -281,8 +281,8 @@ def recipe_against(table: dict, recipe: str, previous: str) -> list[str]:
     if row is None:
         return []
     lines = [f"### `{recipe}` against `{previous}`, paired by seed (bench/accuracy_results.json)", "",
-             f"Each seed's run of `{recipe}` minus the run of `{previous}` with the same seed (same data order, "
-             "and the same random draws for the initial weights), in points of test accuracy.", "", *PAIRED_HEADER, row, ""]
+             f"Each seed's run of `{recipe}` minus the run of `{previous}` with the same seed, in points of test "
+             "accuracy.", "", *PAIRED_HEADER, row, ""]
     if 1 < len(deltas) <= len(T95) + 1:
         mean, sd = statistics.mean(deltas), statistics.stdev(deltas)
         half = T95[len(deltas) - 1] * sd / len(deltas) ** 0.5
@@ -320,6 +320,7 @@ def speedrun_section() -> list[str]:
     if results.is_file():
         table = json.loads(results.read_text())
         lines += recipe_against(table, "speedrun", "speedrun-torch-init")
+        lines += recipe_against(table, "speedrun", "airbench94-muon")  # against the record recipe's settings
         lines += tried_changes(table) + tried_changes(table, "speedrun-torch-init")
     return lines
 

@@ -472,11 +472,12 @@ def test_notebook_07_figures_for_outside_the_repository_are_the_recorded_ones():
     rows = next(ast.literal_eval(node) for node in ast.walk(tree) if isinstance(node, ast.List)
                 and node.elts and isinstance(node.elts[0], ast.Tuple))
     recorded = json.loads((REPO / "bench" / "accuracy_results.json").read_text())
-    assert {"speedrun-8ep", "speedrun-torch-init-8ep", "airbench94-muon-8ep", "speedrun-v2-18ep"} <= {row[0] for row in rows}
-    for key, minutes, acc, exact, epochs, day, hardware in rows:
+    assert {"speedrun-8ep", "speedrun-torch-init-8ep@intel-xeon-processor", "airbench94-muon-8ep",
+            "speedrun-v2-18ep"} <= {row[0] for row in rows}
+    for key, recipe, minutes, acc, exact, epochs, day, hardware in rows:
         e = recorded[key]
-        assert (round(e["train_minutes"], 1), round(e["test_acc_tta"], 4), round(e["exact_first_1000_acc"], 3),
-                e["epochs"], e["finished"][:10]) == (minutes, acc, exact, epochs, day), key
+        assert (e["recipe"], round(e["train_minutes"], 1), round(e["test_acc_tta"], 4), round(e["exact_first_1000_acc"], 3),
+                e["epochs"], e["finished"][:10]) == (recipe, minutes, acc, exact, epochs, day), key
         assert e["hardware"].replace("Intel(R) Xeon(R) Processor", "Intel Xeon") == hardware, key
 
 
