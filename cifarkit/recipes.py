@@ -445,8 +445,9 @@ RECIPES["airbench94-muon"] = Recipe(
     model_kwargs={"residual": False, "bn_eps": 1e-12, "logit_scale": None, **AIRBENCH_INIT},
     description="the record recipe's published settings (airbench94_muon), the kit's code")
 #: the speedrun: airbench94_muon's recipe with two CPU changes and one setting measured again. Batch
-#: 500 (four times the steps per epoch for the same work: on a CPU a batch of 500 runs faster per
-#: image than one of 2000, whose activations overflow the cache; the per-image SGD rates and decay
+#: 500 (four times the steps per epoch for the same work: on the AMD EPYC a batch of 500 ran faster per
+#: image than one of 2000, whose activations overflow the cache; on an AMX Xeon whole runs of both
+#: trained at 760-820 images/s, README "Results"; the per-image SGD rates and decay
 #: stay, Muon's fixed-size step follows the square-root rule, 0.24 x sqrt(500 / 2000) = 0.12), and
 #: the first three epochs on 24, 24 and 28-pixel images (progressive resizing). No label smoothing:
 #: at batch 500 the record's 0.2 ended 0.24, 0.45 and 0.01 points lower on seeds 0, 1 and 2
