@@ -52,7 +52,7 @@ import accuracy  # noqa: E402
 import cifarkit as ck  # noqa: E402
 from cifarkit import devices  # noqa: E402
 from cifarkit.callbacks import read_checkpoint  # noqa: E402
-from cifarkit.recipes import get_recipe, train_recipe  # noqa: E402
+from cifarkit.recipes import AIRBENCH_INIT, get_recipe, train_recipe  # noqa: E402
 
 RECIPE = "speedrun"
 BASELINE = "speedrun"
@@ -60,6 +60,8 @@ BASELINE = "speedrun"
 YARDSTICK = "speedrun-v2"
 #: the tracked copy of the finished tables (`--record`), which bench/run_all.py puts in results.md
 RECORD = HERE / "speedrun_record.json"
+#: the model settings of `speedrun` without the record's initialisation (`AIRBENCH_INIT`)
+TORCH_INIT_MODEL_KWARGS = {k: v for k, v in get_recipe(RECIPE).model_kwargs.items() if k not in AIRBENCH_INIT}
 #: variant -> (recipe fields changed, what it removes); the first is the baseline
 VARIANTS = {
     BASELINE: ({}, "the recipe, every ingredient"),
@@ -69,6 +71,8 @@ VARIANTS = {
     "no-whitening": ({"whitening": False}, "a learnable 2x2 conv stem instead of the fixed whitening"),
     "label-smoothing": ({"label_smoothing": 0.2}, "the record recipe's label smoothing 0.2 instead of none"),
     "no-progressive-resizing": ({"image_sizes": None}, "every epoch on the full 32-pixel images"),
+    "torch-init": ({"model_kwargs": TORCH_INIT_MODEL_KWARGS},
+                   "torch's default start: head weights at std 0.036, whitening bias zero (speedrun-torch-init)"),
     "no-tta": ({"tta_flip": False, "tta_shift": 0}, "no test-time augmentation (the baseline's model)"),
 }
 REUSES_BASELINE = {"no-tta"}  # test-time only: the baseline's trained model, evaluated differently

@@ -580,7 +580,7 @@ class RecipeResult:
 def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: int = 0,
                  callbacks=(), checkpoint=None, progress="auto", log: bool = True,
                  eval_batch_size: int = 1000, targets=(0.93, 0.94),
-                 per_image: bool = False) -> RecipeResult:
+                 per_image: bool = False, channels_last: bool | None = None) -> RecipeResult:
     """Train `recipe` on `data` (a `CifarData`) and evaluate it on the test split.
 
     With `checkpoint` (a path) the whole training state is written there after every epoch, and
@@ -590,6 +590,8 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
     `per_image=True` keeps which test images the final evaluations got right (``"correct"`` in
     ``test`` and ``test_tta``, see `evaluate`), for paired comparisons (`Estimate.paired`)
     without evaluating the model again; the accuracies are the same either way.
+    `precision` and `channels_last` go to the `Trainer` (None: channels-last with autocast), so a
+    benchmark can switch each off alone (``bench/precision.py``).
     """
     seed_everything(seed)
     model = recipe.build_model()
@@ -612,7 +614,7 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         cbs.append(Checkpoint(checkpoint))
         resume = checkpoint if checkpoint.exists() else None
-    trainer = Trainer(recipe.epochs, device=device, precision=precision, callbacks=cbs,
+    trainer = Trainer(recipe.epochs, device=device, precision=precision, channels_last=channels_last, callbacks=cbs,
                       progress=progress, log=log, scheduler_interval="step", micro_batch=recipe.micro_batch)
     timer = Timer()
     with timer:

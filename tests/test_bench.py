@@ -218,14 +218,48 @@ def test_lessons_merges_a_partial_sweep_into_the_recorded_runs(tmp_path):
     assert commands == ["python bench/lessons.py --only 05", "python bench/lessons.py --only 01"]
 
 
-def test_precision_section_names_the_recipe_it_measured(monkeypatch):
-    fake = {"runs": {"32": {"images_per_s": 300.0, "test_acc": 0.7}, "bf16-mixed": {"images_per_s": 600.0, "test_acc": 0.71}},
-            "epochs": 3, "batch_size": 256, "n_train": 10000, "n_test": 2000, "data": "SYNTHETIC",
-            "speedup": 2.0, "acc_diff_points": 1.0, "recipe": "speedrun: speedrun model, batch 256",
-            "command": "python bench/precision.py"}
+def test_precision_section_tables_each_setting_and_each_choice(monkeypatch):
+    speed = {"fp32": 300.0, "bf16": 450.0, "bf16 + channels_last": 600.0, "bf16 + channels_last + compile": 540.0}
+    runs = {n: {"images_per_s": v, "first_epoch_s": 10.0, "test_acc": 0.7} for n, v in speed.items()}
+    fake = {"runs": runs, "ratios": run_all.precision.choice_ratios(speed), "epochs": 3, "rounds": 2,
+            "batch_size": 500, "n_train": 10000, "n_test": 2000, "data": "SYNTHETIC",
+            "recipe": "speedrun: speedrun model, batch 500", "command": "python bench/precision.py"}
     monkeypatch.setattr(run_all.precision, "main", lambda argv: fake)
     text = "\n".join(run_all.precision_section())
-    assert "speedrun: speedrun model, batch 256" in text and "**bf16 / fp32: 2.00x**" in text
+    assert "speedrun: speedrun model, batch 500" in text and "| bf16 + channels_last + compile | 540 |" in text
+    assert "| bf16 autocast (contiguous tensors) | **1.50x** |" in text
+    assert "| channels_last (under bf16) | **1.33x** |" in text
+    assert "| torch.compile (on the kit's choice) | **0.90x** |" in text
+    assert "| the kit's choice against fp32 | **2.00x** |" in text
+
+
+def test_choice_ratios_skip_choices_whose_settings_were_not_measured():
+    ratios = run_all.precision.choice_ratios({"fp32": 100.0, "bf16": 250.0})
+    assert ratios == {"bf16 autocast (contiguous tensors)": 2.5}
+
+
+def test_precision_measures_each_setting_as_asked(monkeypatch):
+    seen = []
+
+    def fake_train(recipe, data, **kw):
+        seen.append((kw["precision"], kw["channels_last"], recipe.compile, recipe.image_sizes))
+        rate = {"32": 100.0, "bf16-mixed": 300.0}[kw["precision"]] * (1 + 0.1 * len(seen))
+        history = {"images_per_s": [50.0, rate, rate], "seconds": [9.0, 1.0, 1.0]}
+        return type("R", (), {"history": history, "test": {"acc": 0.5}, "final_acc": 0.6})()
+
+    monkeypatch.setattr(run_all.precision, "train_recipe", fake_train)
+    out = run_all.precision.main(["--train", "64", "--test", "32", "--source", "synthetic", "--rounds", "2",
+                                  "--only", "fp32", "bf16 + channels_last + compile"])
+    assert seen == [("32", False, False, None), ("bf16-mixed", True, True, None),
+                    ("bf16-mixed", True, True, None), ("32", False, False, None)]  # ABBA
+    # epochs 2.. of each run (epoch 1's 50 images/s left out), then the median over the rounds
+    assert out["runs"]["fp32"]["images_per_s"] == pytest.approx((110.0 + 140.0) / 2)
+    assert out["runs"]["bf16 + channels_last + compile"]["images_per_s"] == pytest.approx((360.0 + 390.0) / 2)
+    assert out["runs"]["bf16 + channels_last + compile"]["first_epoch_s"] == 9.0
+    assert out["ratios"] == {"all three against fp32": out["runs"]["bf16 + channels_last + compile"]["images_per_s"]
+                             / out["runs"]["fp32"]["images_per_s"]}
+    with pytest.raises(SystemExit):
+        run_all.precision.main(["--epochs", "1"])
 
 
 def _run(seed: int, sets: list[str], tta: float, plain: float, epochs: int = 8, complete: bool = True) -> dict:

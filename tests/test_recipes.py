@@ -230,3 +230,14 @@ def test_recipe_fields_are_checked_with_a_message_naming_them(field, value, word
     with pytest.raises(ValueError) as info:
         get_recipe("speedrun-v2").replace(**{field: value})
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_train_recipe_passes_channels_last_to_the_trainer(channels_last):
+    data = synthetic_cifar(64, 32, seed=0)
+    recipe = get_recipe("speedrun-v2", epochs=1, batch_size=32, model_kwargs=TINY)
+    result = train_recipe(recipe, data, precision="32", channels_last=channels_last, progress=False, log=False,
+                          eval_batch_size=32)
+    conv = next(m for m in result.model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert conv.weight.is_contiguous() is not channels_last
