@@ -52,7 +52,7 @@ import accuracy  # noqa: E402
 import cifarkit as ck  # noqa: E402
 from cifarkit import devices  # noqa: E402
 from cifarkit.callbacks import read_checkpoint  # noqa: E402
-from cifarkit.recipes import AIRBENCH_INIT, get_recipe, train_recipe  # noqa: E402
+from cifarkit.recipes import get_recipe, train_recipe  # noqa: E402
 
 RECIPE = "speedrun"
 BASELINE = "speedrun"
@@ -60,8 +60,8 @@ BASELINE = "speedrun"
 YARDSTICK = "speedrun-v2"
 #: the tracked copy of the finished tables (`--record`), which bench/run_all.py puts in results.md
 RECORD = HERE / "speedrun_record.json"
-#: the model settings of `speedrun` without the record's initialisation (`AIRBENCH_INIT`)
-TORCH_INIT_MODEL_KWARGS = {k: v for k, v in get_recipe(RECIPE).model_kwargs.items() if k not in AIRBENCH_INIT}
+#: the model settings of `speedrun` without the record's initialisation: those of `speedrun-torch-init`
+TORCH_INIT_MODEL_KWARGS = get_recipe("speedrun-torch-init").model_kwargs
 #: variant -> (recipe fields changed, what it removes); the first is the baseline
 VARIANTS = {
     BASELINE: ({}, "the recipe, every ingredient"),

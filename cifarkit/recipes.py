@@ -450,8 +450,9 @@ RECIPES["airbench94-muon"] = Recipe(
 #: trained at 760-820 images/s, README "Results"; the per-image SGD rates and decay
 #: stay, Muon's fixed-size step follows the square-root rule, 0.24 x sqrt(500 / 2000) = 0.12), and
 #: the first three epochs on 24, 24 and 28-pixel images (progressive resizing). No label smoothing:
-#: at batch 500 the record's 0.2 ended 0.24, 0.45 and 0.01 points lower on seeds 0, 1 and 2
-#: (bench/accuracy_results.json, keys speedrun[+label-smoothing-0.2]-8ep[-seedN])
+#: at batch 500 the record's 0.2 ended 0.24, 0.45 and 0.01 points lower on seeds 0, 1 and 2 with torch's
+#: initialisation (keys speedrun-torch-init[+label-smoothing-0.2]-8ep[-seedN]) and 0.45 and 0.28 lower on
+#: seeds 0 and 1 with the record's (key speedrun+label-smoothing-0.2-8ep; seed 1: the ablation's row)
 RECIPES["speedrun"] = RECIPES["airbench94-muon"].with_batch_size(500).replace(
     name="speedrun", muon_lr=0.12, image_sizes=(24, 24, 28), label_smoothing=0.0,
     description="airbench94_muon's recipe at batch 500 with progressive resizing, without label smoothing")
