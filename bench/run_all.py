@@ -29,6 +29,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
+import cpu_modes  # noqa: E402
 import feature_caching  # noqa: E402
 import lessons  # noqa: E402
 import loop_throughput  # noqa: E402
@@ -330,9 +331,33 @@ def speedrun_section() -> list[str]:
     return lines
 
 
+def cpu_section() -> list[str]:
+    """Section 8: native mode against AVX2 mode, as bench/cpu_modes.py recorded it in bench/cpu_modes.json."""
+    path = HERE / "cpu_modes.json"
+    return cpu_modes.render(json.loads(path.read_text())) if path.is_file() else []
+
+
+def gpu_section() -> list[str]:
+    """Section 9: the runs of bench/gpu_check.sh (bench/gpu_results.json), one row per card and date."""
+    path = HERE / "gpu_results.json"
+    lines = ["## 9. On a GPU (bench/gpu_check.sh: the quick suite and one 8-epoch `speedrun`)", ""]
+    if not path.is_file():
+        return lines + ["_Not yet run on a GPU: `bash bench/gpu_check.sh` on a machine with one records it here._", ""]
+    lines += ["| card | compute capability | precision | data | quick suite s | verdicts | speedrun with TTA | "
+              "speedrun training min | measured |", "| --- | --- | --- | --- | ---: | --- | ---: | ---: | --- |"]
+    for e in json.loads(path.read_text()).values():
+        sp = e["speedrun"]
+        lines.append(f"| {e['card']} | {'.'.join(map(str, e['capability']))} | {e['precision']} | {e['source']} | "
+                     f"{e['suite_wall_s']:.0f} ({'ok' if e['suite_ok'] else 'FAILED'}) | {e.get('verdicts')} | "
+                     f"{sp['test_acc_tta']:.2%} | {sp['train_minutes']:.1f} | {e['measured']}, torch {e['torch']} |")
+    return lines + [""]
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
-            "speedrun": speedrun_section}
+            "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section}
+#: sections tabled from a record that a long benchmark of their own keeps: re-tabled, never measured here
+RECORDED = {"speedrun", "cpu", "gpu"}
 MARK = "<!-- section: {} -->"
 
 
@@ -366,14 +391,14 @@ def main(argv=None):
     lines = ["# Benchmarks", "", "Written by `make bench` (`python bench/run_all.py`). Sections are re-measured one at a "
              "time, so each names the date and the machine of its own measurement.", ""]
     for name in SECTIONS:
-        if name in chosen and name != "speedrun":
+        if name in chosen and name not in RECORDED:
             print(f"== {name}", flush=True)
             body = SECTIONS[name]()
             body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}._"]
         elif name == "lessons" and (HERE / "lessons_quick.json").is_file():
             body = lessons_section(measure=False)  # the recorded sweeps, re-tabled
-        elif name == "speedrun":
-            body = speedrun_section()  # always re-tabled from its record
+        elif name in RECORDED:
+            body = SECTIONS[name]()  # always re-tabled from its record
         elif name in kept:
             body = kept[name]
         else:

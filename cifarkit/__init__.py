@@ -19,7 +19,10 @@ Names are imported on first use, so `python -m cifarkit run` starts without load
 """
 import importlib
 
+from . import settings as _settings
+
 __version__ = "0.1.0"
+_settings.apply_cpu_mode()  # CIFARKIT_CPU=avx2: torch's kernels limited to AVX2 (before its first operation)
 
 _EXPORTS = {
     "callbacks": ["Callback", "Checkpoint", "EpochLog", "Lookahead", "ProgressBar", "StopAfter"],

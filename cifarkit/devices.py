@@ -6,6 +6,8 @@ import functools
 
 import torch
 
+from . import settings
+
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
@@ -25,11 +27,29 @@ def resolve_device(device="auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
 
 
+#: oneDNN's ISA names (``ONEDNN_MAX_CPU_ISA``) that include native bfloat16 dot products
+_ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL", "DEFAULT")
+
+
+def cpu_limited_to_avx2() -> bool:
+    """True when this process runs as on an AVX2-only CPU: ``CIFARKIT_CPU=avx2`` (see
+    `cifarkit.settings.cpu_mode`), or torch's own switches ask for it (``ATEN_CPU_CAPABILITY`` below
+    avx512, or ``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16), whatever the hardware has."""
+    if settings.cpu_mode() == "avx2":
+        return True
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return True  # ATen's kernels stop at AVX2, or the CPU has no AVX-512 at all
+    isa = settings.onednn_max_isa()
+    return isa is not None and isa not in _ONEDNN_BF16_ISAS
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
-    checks = [getattr(torch.backends.mkldnn, "is_available", lambda: False)]
-    if not all(c() for c in checks):
+    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where autocast pays off,
+    and this process may use it (not limited to AVX2: `cpu_limited_to_avx2`). Cached; tests that
+    change the environment clear it with ``cpu_has_fast_bf16.cache_clear()``."""
+    if not getattr(torch.backends.mkldnn, "is_available", lambda: False)() or cpu_limited_to_avx2():
         return False
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         fn = getattr(torch.cpu, name, None)
@@ -38,29 +58,44 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """The (major, minor) compute capability of a CUDA device, e.g. (7, 5) for a T4."""
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def cuda_dtype(device: torch.device) -> torch.dtype:
+    """The reduced precision a CUDA GPU computes fastest: bfloat16 from compute capability 8.0
+    (Ampere: A100, RTX 30xx, L4, H100), float16 on 7.x (Volta and Turing: V100, T4, RTX 20xx; their
+    tensor cores have no bf16), float32 below. ``torch.cuda.is_bf16_supported()`` is no guide: it
+    also answers True where bf16 is only emulated, as on a T4."""
+    major, _ = cuda_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else torch.float32
+
+
 @functools.lru_cache(maxsize=None)  # asked once per parameter per optimizer step
 def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
-    """bfloat16 where `device` multiplies bf16 matrices natively (CUDA GPUs that support it, CPUs with
-    AVX512-BF16 or AMX), else float32. On a CPU without them (AVX2 only) torch emulates bf16
-    products: a 256 x 2304 Newton-Schulz orthogonalisation took 0.69 s in bf16 against 0.016 s in
-    fp32 on a 2-core AMD EPYC (Zen 2)."""
+    """The dtype in which `device` multiplies matrices fastest without losing range, for work that
+    chooses its own dtype (`MuonSGD`'s orthogonalisation): `cuda_dtype` on a GPU; on a CPU bfloat16
+    where it is native (`cpu_has_fast_bf16`), else float32, because emulated bf16 products are
+    slower than float32 ones (`bench/results.md`)."""
     device = resolve_device(device)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return cuda_dtype(device)
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     return torch.float32
 
 
 def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> str:
-    """Map "auto" to the fastest safe choice for `device`: "bf16-mixed" on CUDA GPUs that support it
-    and on CPUs with native bfloat16, "16-mixed" on older GPUs, else "32"."""
+    """Map "auto" to the fastest safe choice for `device`: on a GPU "bf16-mixed" from compute
+    capability 8.0, "16-mixed" (float16 with a gradient scaler) on 7.x, "32" below (`cuda_dtype`);
+    on a CPU "bf16-mixed" where bfloat16 is native (`cpu_has_fast_bf16`), else "32"."""
     device = resolve_device(device)
     aliases = {"32": "32", "fp32": "32", 32: "32", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
                "16": "16-mixed", "fp16": "16-mixed", 16: "16-mixed", "16-mixed": "16-mixed"}
     if precision in (None, "auto"):
         if device.type == "cuda":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+            return {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}.get(cuda_dtype(device), "32")
         if device.type == "cpu":
             return "bf16-mixed" if cpu_has_fast_bf16() else "32"
         return "32"
@@ -85,7 +120,8 @@ def describe(device: torch.device, precision: str) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "cpu":
-        name = f"CPU ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+        mode = ", AVX2 mode" if settings.cpu_mode() == "avx2" else ""
+        name = f"CPU ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}{mode})"
     else:
         name = device.type
     return f"{name}, precision {precision}"

@@ -71,8 +71,8 @@ def newton_schulz(matrix: torch.Tensor, steps: int = 3, dtype: torch.dtype | Non
     The matrix is scaled to a Frobenius norm of 1 (so every singular value is at most 1), then
     each of `steps` iterations maps its singular values s to ``a s + b s^3 + c s^5``
     (`NS_COEFFICIENTS`), which pushes them all toward 1. Works on the wide orientation (fewer
-    rows than columns), in `dtype` (None: bf16 where the matrix's device multiplies bf16 natively,
-    else float32; `cifarkit.devices.fast_matmul_dtype`); returns the input's shape and dtype.
+    rows than columns), in `dtype` (None: the fastest safe dtype of the matrix's device,
+    `cifarkit.devices.fast_matmul_dtype`); returns the input's shape and dtype.
     """
     if matrix.dim() != 2:
         raise ValueError(f"matrix must be 2-D, got shape {tuple(matrix.shape)}")
@@ -111,10 +111,10 @@ class MuonSGD(torch.optim.Optimizer):
         orthogonalize: the default kind of group (False: SGD).
         ns_steps: Newton-Schulz iterations (airbench: 3).
         renormalize: rescale orthogonalised parameters before each update (see above).
-        ns_dtype: the precision of the Newton-Schulz products. None (default): bf16, as airbench,
-            where the parameter's device multiplies bf16 natively, else float32
-            (`cifarkit.devices.fast_matmul_dtype`): on a CPU without AVX512-BF16 or AMX, bf16
-            products are emulated and made each Muon step about 40 times slower.
+        ns_dtype: the precision of the Newton-Schulz products. None (default): the parameter's
+            device's `cifarkit.devices.fast_matmul_dtype`: bf16 (as airbench) where it is native,
+            float16 on GPUs whose tensor cores lack bf16 (T4, V100), else float32 (emulated bf16
+            products are many times slower than float32 ones).
     """
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,

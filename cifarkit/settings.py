@@ -14,6 +14,7 @@ them for the kernels it starts; `training.seed_everything` sets torch's
 ``CIFARKIT_PROFILE``       a profile name that overrides a notebook's `profile` (`profile`)
 ``CIFARKIT_RESULTS_DIR``   where notebooks write their metrics (`results_dir`), default ``results``
 ``CIFARKIT_ARTIFACTS``     checkpoints shared between notebooks (`artifacts_dir`)
+``CIFARKIT_CPU``           ``avx2``: behave as on an AVX2-only CPU (`cpu_mode`, `apply_cpu_mode`)
 =========================  ==========================================================
 """
 from __future__ import annotations
@@ -29,6 +30,11 @@ PROFILE_ENV = "CIFARKIT_PROFILE"
 RESULTS_DIR_ENV = "CIFARKIT_RESULTS_DIR"
 ARTIFACTS_ENV = "CIFARKIT_ARTIFACTS"
 NOTEBOOK_ENV = "CIFARKIT_NOTEBOOK"
+CPU_ENV = "CIFARKIT_CPU"
+#: what ``CIFARKIT_CPU=avx2`` sets: torch's own switches that keep its kernels to AVX2 (ATen's
+#: vectorised kernels, oneDNN's convolutions, MKL's matrix products). Each is read when torch first
+#: needs it, so they take effect when set before the first tensor operation of the process.
+TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def env_flag(name: str) -> bool | None:
@@ -89,3 +95,28 @@ def artifacts_dir() -> Path | None:
     """``$CIFARKIT_ARTIFACTS``, or None when it is unset or empty (then ``<results dir>/artifacts``)."""
     value = os.environ.get(ARTIFACTS_ENV)
     return Path(value) if value else None
+
+
+def cpu_mode() -> str:
+    """``CIFARKIT_CPU``: ``"avx2"`` to behave exactly as on an AVX2-only CPU (float32 precision, torch's
+    kernels limited to AVX2), else ``"native"`` (unset, empty or ``native``). Another value raises a
+    one-line ValueError naming the variable."""
+    value = os.environ.get(CPU_ENV, "").strip().lower() or "native"
+    if value not in ("native", "avx2"):
+        raise ValueError(f"environment variable {CPU_ENV}={os.environ[CPU_ENV]!r}: use 'avx2' or 'native'")
+    return value
+
+
+def onednn_max_isa() -> str | None:
+    """torch's ``ONEDNN_MAX_CPU_ISA`` in capitals (e.g. ``"AVX2"``), or None when unset or empty."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() or None
+
+
+def apply_cpu_mode() -> dict[str, str]:
+    """In AVX2 mode (`cpu_mode`), set torch's variables (`TORCH_AVX2_ENV`) in this process, so that
+    they reach torch and every process started from here (the runner's kernels); returns what it
+    set. `import cifarkit` calls it; it imports nothing."""
+    if cpu_mode() != "avx2":
+        return {}
+    os.environ.update(TORCH_AVX2_ENV)
+    return dict(TORCH_AVX2_ENV)
