@@ -431,16 +431,14 @@ def _conf(title: str, extra: Path, static: Path) -> dict[str, Any]:
     }
 
 
-def _prepare_out(out: Path) -> None:
+def _check_out(out: Path) -> None:
+    """Refuse an `out` that is a file, or a non-empty folder that is not a book built before."""
     if out.exists():
         if not out.is_dir():
             raise NotADirectoryError(f"--out {str(out)!r} is a file, not a folder")
-        if any(out.iterdir()):
-            if not (out / MARKER).is_file():
-                raise FileExistsError(f"--out {str(out)!r} is not empty and holds no book written by "
-                                      "`cifarkit book`; choose a new or empty folder")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise FileExistsError(f"--out {str(out)!r} is not empty and holds no book written by "
+                                  "`cifarkit book`; choose a new or empty folder")
 
 
 #: nbconvert's reveal template with every network load replaced by a file of the site: reveal.js
@@ -571,7 +569,7 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None) -> Book:
     out = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise ValueError(f"--out {str(out)!r} is inside RUN_DIR {str(run_dir)!r}; a run is never written to")
-    _prepare_out(out)
+    _check_out(out)
 
     with tempfile.TemporaryDirectory(prefix="cifarkit-book-") as tmp:
         work = Path(tmp)
@@ -586,9 +584,15 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None) -> Book:
             nbformat.write(_page_notebook(page, summary, slides), str(src / f"{page.stem}.ipynb"))
         (src / "index.md").write_text(_landing(summary, pages, slides), encoding="utf-8")
         title = f"cifarkit: {summary.get('run_name') or run_dir.name}"
-        warnings = _sphinx(src, out, work, _conf(title, extra, static))
-    if (out / "_sources").is_dir() and not any((out / "_sources").iterdir()):
-        (out / "_sources").rmdir()  # html_copy_source is off: Sphinx leaves the folder empty
+        # built in the temporary folder (MyST-NB writes beside the output folder), then moved
+        built = work / "site" / "html"
+        warnings = _sphinx(src, built, work, _conf(title, extra, static))
+        if (built / "_sources").is_dir() and not any((built / "_sources").iterdir()):
+            (built / "_sources").rmdir()  # html_copy_source is off: Sphinx leaves the folder empty
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(built), str(out))
     (out / MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve())}) + "\n", encoding="utf-8")
     return Book(site=out, index=out / "index.html", pages=[out / f"{p.stem}.html" for p in pages],
                 slides=sorted((out / "slides").glob("*.html")), warnings=warnings,
