@@ -33,6 +33,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings as _py_warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -156,8 +157,8 @@ def colab_url(nb: Any) -> str | None:
     """The "Open in Colab" URL of a notebook: the first one its first cell names, else None."""
     if not nb.cells:
         return None
-    match = _COLAB.search(nb.cells[0].source)
-    return match.group(0) if match else None
+    urls = [u for u in _COLAB.findall(nb.cells[0].source) if "/assets/" not in u]  # not the badge image
+    return next((u for u in urls if u.endswith(".ipynb")), urls[0] if urls else None)
 
 
 def _literal_assignments(source: str) -> dict[str, Any]:
@@ -529,7 +530,9 @@ def _sphinx(src: Path, out: Path, work: Path, conf: Mapping[str, Any]) -> list[s
     (src / "conf.py").write_text("".join(f"{k} = {v!r}\n" for k, v in conf.items()), encoding="utf-8")
     warnings = io.StringIO()
     try:
-        with patch_docutils(src), docutils_namespace():
+        with patch_docutils(src), docutils_namespace(), _py_warnings.catch_warnings():
+            for category in (DeprecationWarning, PendingDeprecationWarning):  # the theme's: no use to a reader
+                _py_warnings.simplefilter("ignore", category)
             app = Sphinx(str(src), str(src), str(out), str(work / "doctrees"), "html",
                          status=None, warning=warnings, freshenv=True)
             app.build(force_all=True)
@@ -548,8 +551,9 @@ def external_references(site: str | Path) -> list[str]:
         if path.suffix not in (".html", ".css") or not path.is_file():
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        for pattern in (_LOADS if path.suffix == ".html" else _LOADS[3:]):
-            found += [f"{path.relative_to(site).as_posix()}: {m.group(1)}" for m in pattern.finditer(text)]
+        urls = [m.group(1) for pattern in (_LOADS if path.suffix == ".html" else _LOADS[3:])
+                for m in pattern.finditer(text)]
+        found += [f"{path.relative_to(site).as_posix()}: {url}" for url in dict.fromkeys(urls)]
     return found
 
 
