@@ -1,28 +1,15 @@
-"""Turn an executed run into a static website: the course as a book, read offline.
+"""The run as a static website, read offline: `build_book` (``python -m cifarkit book RUN_DIR``).
 
-:func:`build_book` reads a run directory written by `cifarkit.runner.run_notebooks` and writes a
-Sphinx site (MyST-NB with execution off, sphinx-book-theme) into ``out_dir``. Nothing is executed
-again: the pages show the outputs the run produced.
+Sphinx with MyST-NB (execution off) and sphinx-book-theme render the executed notebooks of a run;
+nothing runs again. The landing page says what the course teaches, one line per notebook with its
+verdict counts, and the case of the run (from ``summary.json``, the metrics and the executed
+notebooks); each notebook page opens with its provenance, a launch bar (Colab, from the notebook's
+own badge; the executed ``.ipynb``; its slides) and its verdict table. A synthetic-data run says so
+on every page. The decks (`cifarkit.slides`) and the search come with the site.
 
-* ``index.html``: what the course teaches, one line per notebook with its verdict counts, and the
-  case of the run (data source, initial weights, profile, hardware and precision, torch version,
-  date, seed), all read from ``summary.json`` and the executed notebooks.
-* ``<stem>.html``: one page per executed notebook, headed by the run's provenance, a launch bar
-  (open in Colab with the notebook's own badge URL, download the executed ``.ipynb``, its slides)
-  and "what this run showed", its verdict table; then its cells, outputs, figures and math.
-* ``slides/``: the run's reveal.js decks, built with `cifarkit.slides`.
-* ``search.html``: Sphinx's own search, which runs in the browser on a local index.
-
-A run on synthetic data says so (`SYNTHETIC_LABEL`) on the landing page and on every notebook page.
-
-Offline by construction: MathJax comes from the ``sphinx-mathjax-offline`` package (copied into
-``_static/mathjax``), the theme ships its own fonts and scripts, widget state (which MyST-NB would
-load from a CDN) is dropped, and images a markdown cell links from the web (the Colab badge) are
-replaced by their text. `external_references` lists whatever in the built pages still points
-outside the site; `build_book` returns that list.
-
-Only files inside the run directory are read (as for the slides). ``out_dir`` must be empty, new,
-or a book written before (it is then replaced).
+Offline by construction: MathJax and reveal.js are copies from packages (sphinx-mathjax-offline,
+sphinx-revealjs), widget state and web images are dropped, and `external_references` lists anything
+a page would still load from outside the site. Only files inside the run directory are read.
 """
 from __future__ import annotations
 
@@ -127,7 +114,12 @@ class _Page:
                 continue  # the title, the Colab badge
             match = re.match(r"(.+?[.?!])(\s|$)", para)
             sentence = match.group(1) if match else para
-            return sentence if len(sentence) <= 200 else sentence[:197].rstrip() + "..."
+            if len(sentence) > 200:
+                sentence = sentence[:197]
+                if sentence.count("$") % 2:  # never cut a formula in half
+                    sentence = sentence[:sentence.rindex("$")]
+                sentence = sentence.rstrip() + "..."
+            return sentence
         return ""
 
 
@@ -317,7 +309,8 @@ def _verdicts(page: _Page) -> str:
     if claims:
         lines += claims_markdown(claims)
     elif page.entry["status"] != "ok":
-        lines += [f"This notebook failed before it recorded its claims: `{md_cell(page.entry.get('error'))}`", ""]
+        error = md_cell(page.entry.get("error") or "no message").replace("`", "'")
+        lines += [f"This notebook failed before it recorded its claims: `{error}`", ""]
     else:
         lines += ["_This notebook recorded no claims in this run._", ""]
     return "\n".join(lines).rstrip() + "\n:::\n"
@@ -377,7 +370,7 @@ def _landing(summary: Mapping[str, Any], pages: list[_Page], slides: Mapping[str
               f"This book shows the run `{md_cell(summary.get('run_name') or '?')}` as it was executed: "
               "every output, figure and verdict below comes from that run; nothing was executed again.", "",
               "## The notebooks", "",
-              "| Notebook | What it asks | Status | " + " | ".join(VERDICTS) + " |",
+              "| Notebook | What it is about | Status | " + " | ".join(VERDICTS) + " |",
               "|---|---|---|" + "---:|" * len(VERDICTS)]
     from .claims import verdict_counts
 
