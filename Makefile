@@ -7,12 +7,13 @@ LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-
 STAMP  := $(VENV)/.installed-$(LOCK_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-notebooks test-browser bench clean help
+.PHONY: install run book test test-unit test-notebooks test-browser bench clean help
 
 help:
 	@echo "make run           run every notebook headless (quick profile) into runs/<timestamp>-quick/"
+	@echo "make book          the newest run under runs/ as a static website -> build/book/<run>/"
 	@echo "make test          unit tests + notebook validation (what CI runs)"
-	@echo "make test-browser  open notebook 01 in a real JupyterLab + Chromium and check it"
+	@echo "make test-browser  open notebook 01 in a real JupyterLab + Chromium and check it; the book of a fixture run too"
 	@echo "make bench         speed and memory benchmarks -> bench/results.md"
 
 install: $(STAMP)
@@ -27,6 +28,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: $(STAMP)
 	$(PY) -m cifarkit run --profile quick
+
+# The newest finished run (run names start with their timestamp) as a website; nothing is re-executed.
+book: $(STAMP)
+	@summary=$$(ls runs/*/summary.json 2>/dev/null | sort | tail -n 1); \
+	test -n "$$summary" || { echo "make book: no finished run under runs/ (make run first)" >&2; exit 1; }; \
+	echo "+ $(PY) -m cifarkit book $$(dirname $$summary)"; \
+	$(PY) -m cifarkit book "$$(dirname $$summary)"
 
 # nbval executes each notebook once, in copies that papermill has parameterised (profile "quick",
 # the same injection `cifarkit run` uses) and that carry the expected output of the

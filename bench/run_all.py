@@ -4,7 +4,7 @@ Every figure is a ratio measured side by side in one run on this machine, with t
 reproduces it. Results of long real-data trainings (bench/accuracy.py, run by hand in the
 background) are read from bench/accuracy_results.json and tabled, not re-measured.
 
-    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory,lessons]
+    python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory,lessons,book]
 
 With `--only`, the sections not re-measured are kept from the current results.md (each section
 says when it was measured); `--only accuracy` measures nothing and just rewrites the table of
@@ -29,6 +29,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
+import book_build  # noqa: E402
 import cpu_modes  # noqa: E402
 import feature_caching  # noqa: E402
 import lessons  # noqa: E402
@@ -353,9 +354,25 @@ def gpu_section() -> list[str]:
     return lines + [""]
 
 
+def book_section() -> list[str]:
+    r = book_build.main([])
+    rows = [f"| {x['run']} | {x['notebooks']} | {x['cells']} | {x['figures']} | **{x['median_s']:.1f}** "
+            f"({x['min_s']:.1f}-{x['max_s']:.1f}) | {x['site_mb']:.0f} |" for x in r["rows"]]
+    return [
+        "## 10. The book: `cifarkit book` on a 7-notebook run (bench/book_build.py)", "",
+        f"Wall time of `python -m cifarkit book RUN --out NEW`, a fresh process each time (imports, the "
+        f"slide decks, Sphinx), {r['repeats']} builds; load average {r['load']:.1f} when it ran. No executed "
+        "run of the course was at hand: the fixture copies are executed, the course sources carry no outputs "
+        "(see the script).", "",
+        "| run | notebooks | cells | figures | seconds, median (min-max) | site MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |", *rows, "",
+        f"Reproduce: `{r['command']}` (or `--run runs/<run>` for a real run)", "",
+    ]
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
-            "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section}
+            "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section, "book": book_section}
 #: sections tabled from a record that a long benchmark of their own keeps: re-tabled, never measured here
 RECORDED = {"speedrun", "cpu", "gpu"}
 MARK = "<!-- section: {} -->"

@@ -5,6 +5,7 @@
     python -m cifarkit data prepare --from DIR [--no-verify]
     python -m cifarkit run [--profile quick|full] [--only 01,05] [--out DIR] [-p NAME=VALUE ...]
     python -m cifarkit slides RUN_DIR [--out slides]
+    python -m cifarkit book RUN_DIR [--out DIR]      # the run as a static website (cifarkit.book)
 
 Errors are one line on stderr with a non-zero exit status (no traceback): bad input raises
 ValueError/OSError with a message naming the argument or the file, and `main` prints it on one line.
@@ -55,6 +56,10 @@ def _build_parser() -> argparse.ArgumentParser:
     slides = sub.add_parser("slides", help="build reveal.js slide decks from an executed run")
     slides.add_argument("run_dir")
     slides.add_argument("--out", default="slides")
+
+    book = sub.add_parser("book", help="build a static website of an executed run (no re-execution)")
+    book.add_argument("run_dir", metavar="RUN_DIR")
+    book.add_argument("--out", help="site folder (default: build/book/<run name>/)")
     return parser
 
 
@@ -102,6 +107,13 @@ def main(argv=None) -> int:
             from .slides import build_slides
             paths = build_slides(args.run_dir, args.out)
             print("\n".join(str(p) for p in paths))
+            return 0
+        if args.command == "book":
+            from .book import build_book
+            book = build_book(args.run_dir, args.out)
+            for ref in book.external:
+                sys.stderr.write(f"cifarkit: warning: loads a file from outside the site: {ref}\n")
+            print(book.index)
             return 0
     except KeyboardInterrupt:
         sys.stderr.write("cifarkit: interrupted\n")

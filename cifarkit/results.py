@@ -52,7 +52,7 @@ def _check_name(name) -> str:
 
 def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path:
     """Write `<results dir>/<name>.metrics.json` with `metrics` plus the run's context
-    (profile, device, precision, data source), and return its path.
+    (profile, device, precision, data source, torch version), and return its path.
 
     In a course notebook the name comes from its settings: ``record_results(metrics, cfg, data=...,
     claims=...)`` with the `cfg` of `ck.setup`, which knows the notebook (``cfg.notebook``; under
@@ -84,6 +84,7 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
         payload["claims"] = check_claims(claims, "record_results claims")
     elif "claims" in payload:
         payload["claims"] = check_claims(payload["claims"], "metrics['claims']")
+    payload.setdefault("torch_version", torch.__version__)
     if cfg is not None:
         payload.setdefault("profile", cfg.get("name"))
         payload.setdefault("device", devices.describe(cfg["device"], cfg["precision"]))

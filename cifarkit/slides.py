@@ -164,7 +164,7 @@ def prepare_for_slides(nb: Any) -> Any:
     return nb
 
 
-def _exporter(reveal_url_prefix: str | None):
+def _exporter(reveal_url_prefix: str | None, options: Mapping[str, Any] | None = None):
     from nbconvert import SlidesExporter
 
     kwargs: dict[str, Any] = dict(
@@ -174,6 +174,7 @@ def _exporter(reveal_url_prefix: str | None):
     )
     if reveal_url_prefix:
         kwargs["reveal_url_prefix"] = reveal_url_prefix
+    kwargs.update(options or {})
     return SlidesExporter(**kwargs)
 
 
@@ -305,7 +306,8 @@ def _read_notebook(path: Path) -> Any:
 
 
 def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slides", *,
-                 reveal_url_prefix: str | None = None) -> list[Path]:
+                 reveal_url_prefix: str | None = None,
+                 exporter_options: Mapping[str, Any] | None = None) -> list[Path]:
     """Write reveal.js decks for a run into ``out_dir/<run name>/``.
 
     One ``<stem>.slides.html`` per executed notebook of ``run_dir`` (failed
@@ -316,7 +318,9 @@ def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slide
 
     ``reveal_url_prefix`` overrides where reveal.js is loaded from (default:
     nbconvert's CDN URL), e.g. ``"reveal.js"`` for a local copy next to the
-    decks.
+    decks. ``exporter_options`` are further settings of nbconvert's
+    ``SlidesExporter`` (`cifarkit.book` passes a template and a
+    preprocessor that make decks which load nothing from the network).
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -337,7 +341,7 @@ def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slide
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"slides folder {str(dest)!r} exists and is not a directory")
     dest.mkdir(parents=True, exist_ok=True)
-    exporter = _exporter(reveal_url_prefix)
+    exporter = _exporter(reveal_url_prefix, exporter_options)
     decks: list[tuple[Path, str]] = []
     for path, nb in notebooks:
         nb.metadata["cifarkit_title"] = path.stem

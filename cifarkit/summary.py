@@ -28,7 +28,7 @@ from .claims import VERDICTS, claims_markdown, md_cell, verdict_counts
 SYNTHETIC_LABEL = "SYNTHETIC (not CIFAR-10)"
 
 #: Keys of a metrics JSON that describe the run rather than a result.
-RUN_KEYS = ("profile", "device", "precision", "data_source")
+RUN_KEYS = ("profile", "device", "precision", "data_source", "torch_version")
 
 #: Keys of a metrics JSON shown elsewhere in the report than the metrics table.
 NOT_METRICS = RUN_KEYS + ("claims",)

@@ -69,3 +69,23 @@ def random_images(n: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
             torch.arange(n) % 10)
+
+
+BOOK_FIXTURES = Path(__file__).parent / "fixtures" / "book"
+
+
+@pytest.fixture(scope="session")
+def book_run(tmp_path_factory):
+    """tests/fixtures/book (math, figures, claims, Colab badges; synthetic data) executed once by
+    the runner: the small executed run of the book tests (a few seconds)."""
+    from cifarkit.runner import run_notebooks
+
+    return run_notebooks(BOOK_FIXTURES, out=tmp_path_factory.mktemp("book") / "run", progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
+def book_site(book_run, tmp_path_factory):
+    """The book of `book_run` (a `cifarkit.book.Book`), built once."""
+    from cifarkit.book import build_book
+
+    return build_book(book_run, tmp_path_factory.mktemp("book-site") / "site")

@@ -373,3 +373,15 @@ def test_speedrun_eval_views_move_images_as_tta_logits_does():
     assert torch.equal(speedrun_eval.shifted(x, 1, 1), padded[..., 2:, 2:])
     assert torch.equal(speedrun_eval.shifted(x, 0, 2)[..., :, :4], x[..., :, 2:])
     assert all(abs(sum(v.values()) - 1) < 1e-12 for v in speedrun_eval.VIEW_SETS.values()), "weights sum to 1"
+
+
+def test_book_build_inputs(tmp_path):
+    import book_build
+
+    copy = book_build.fixture_copy("05_math")
+    assert 'record_results(\\"05_math\\"' in copy and '\\"01_math\\"' not in copy
+    run = book_build.course_sources_run(tmp_path)
+    shape = book_build.describe(run)
+    assert shape["notebooks"] == 7 and shape["cells"] > 7 * 10 and shape["figures"] == 0
+    from cifarkit.summary import read_summary
+    assert [nb["executed"] for nb in read_summary(run / "summary.json")["notebooks"]][0] == "01_softmax_vs_logits.ipynb"

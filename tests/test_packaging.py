@@ -36,7 +36,8 @@ def test_environment_yml_matches_the_lock():
 
 def test_pyproject_ranges_admit_the_pins_and_list_every_locked_package():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    extras = [r for group in project["optional-dependencies"].values() for r in group]
+    reqs = [Requirement(r) for r in project["dependencies"] + extras]
     pins = lock_pins()
     assert {canonicalize_name(r.name) for r in reqs} == set(pins)
     for r in reqs:

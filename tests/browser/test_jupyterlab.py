@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
+from chromium import launch_chromium, needs_chromium
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_softmax_vs_logits.ipynb"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "build" / "browser"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+pytestmark = needs_chromium
 
 # Poll in the page: for every code cell, the image sources of its outputs, by output position.
 SNAPSHOT_JS = """
@@ -123,9 +123,7 @@ def test_notebook_01_runs_in_jupyterlab(jupyterlab):
     url, token = jupyterlab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
