@@ -112,10 +112,10 @@ with torch.no_grad():
     conv_cl, x_cl = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     out["conv fp32 channels_last GFLOP/s"] = rate(lambda: conv_cl(x_cl), conv_flop)
 
-def train_rate(channels_last, batch=128, seconds=6.0):
-    """Training steps of the course's ResNet-18 (Adam, fp32) on one fixed batch."""
+def train_rate(build, channels_last, batch=128, seconds=6.0):
+    """Training steps of a course model (Adam, fp32) on one fixed batch: images per second."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = ck.ResNetForCifar().to(memory_format=layout).train()
+    model = build().to(memory_format=layout).train()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     xs, ys = torch.randn(batch, 3, 32, 32).contiguous(memory_format=layout), torch.randint(0, 10, (batch,))
     def step():
@@ -128,8 +128,10 @@ def train_rate(channels_last, batch=128, seconds=6.0):
         step(); n += batch
     return n / (time.perf_counter() - start)
 
-out["ResNet-18 fp32 train images/s"] = train_rate(False)
-out["ResNet-18 fp32 channels_last train images/s"] = train_rate(True)
+for name, build in (("ResNet-18", ck.ResNetForCifar), ("GatedCNN (8-64)", lambda: ck.GatedCNN(widths=(8, 16, 32, 64, 64))),
+                    ("SpeedrunNet (32-64)", lambda: ck.SpeedrunNet(widths=(32, 64, 64)))):
+    out[f"{name} fp32 train images/s"] = train_rate(build, False)
+    out[f"{name} fp32 channels_last train images/s"] = train_rate(build, True)
 print("RESULT " + json.dumps(out))
 '''
 

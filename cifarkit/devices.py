@@ -107,6 +107,20 @@ def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> s
     return resolved
 
 
+def use_channels_last(precision: str, device: torch.device, model=None, requested: bool | None = None) -> bool:
+    """Whether to train and run `model` with channels-last tensors: `requested` when it is True or
+    False; on a GPU, with autocast (where the tensor cores want it); on a CPU, the model's own
+    ``channels_last`` attribute when it has one (a network too narrow to gain says False), else
+    always: oneDNN's fast convolutions are channels-last ones, in float32 as in bfloat16
+    (`bench/cpu_modes.py kernels` measures both layouts)."""
+    if requested is not None:
+        return bool(requested)
+    if device.type != "cpu":
+        return precision != "32"
+    preference = getattr(model, "channels_last", None)
+    return preference if isinstance(preference, bool) else True
+
+
 def autocast(precision: str, device: torch.device):
     """The autocast context for a resolved precision (a no-op context for "32")."""
     if precision == "32":

@@ -47,8 +47,7 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
     """Run `backbone` in eval mode over `loader` (which must not augment) and collect its outputs,
     flattened to N x D float32 tensors on the loader's device. `precision` defaults to the
     Trainer's choice ("auto"), so cached features match what the uncached loop computes, and
-    `channels_last` follows the Trainer's rule (None: on when autocast is used), which is where
-    the fast reduced-precision convolutions are."""
+    `channels_last` follows the Trainer's rule (None: `cifarkit.devices.use_channels_last`)."""
     if getattr(loader, "augment", False):
         raise ValueError("feature caching needs a loader without augmentation: cached features are "
                          "computed once, so random crops/flips would be frozen into them")
@@ -58,7 +57,7 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
 
     device = devices.resolve_device(device if device is not None else getattr(loader, "device", "auto"))
     precision = devices.resolve_precision(precision, device)
-    channels_last = (precision != "32") if channels_last is None else channels_last
+    channels_last = devices.use_channels_last(precision, device, backbone, channels_last)
     feats, labels = [], []
     start = perf_counter()
     with eval_mode(backbone):

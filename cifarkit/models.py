@@ -327,6 +327,9 @@ class SmallResNet(nn.Module):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.residual, self.widths = bool(residual), widths
+        # a net whose first stage is narrower than 16 channels trains faster on a CPU in the default
+        # layout than in channels-last (`devices.use_channels_last`; bench/results.md, section 8)
+        self.channels_last = widths[0] >= 16
         self.depth = 2 * depth_per_stage * len(widths) + 2
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
@@ -428,6 +431,10 @@ class GatedCNN(nn.Module):
     BatchNorm, 133,898 in the head); about 0.41 GFLOP per 32x32 image forward
     (roughly 1.2 GFLOP per image for a training step).
     """
+
+    #: its gating multiplies many small tensors, which runs faster in the default layout than in
+    #: channels-last on a CPU, at every width (`devices.use_channels_last`; bench/results.md, section 8)
+    channels_last = False
 
     def __init__(self, widths=(64, 128, 256, 512, 512), convs_per_block: int = 3,
                  dropout: float = 0.3, num_classes: int = 10, hidden: int = 256,

@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 
 from .callbacks import Callback, Checkpoint, Lookahead, ProgressiveResize
+from .dataset import stratified_indices
 from .loader import PAD_MODES, TensorLoader
 from .optim import MuonSGD
 from .timing import Timer
@@ -581,7 +582,8 @@ class RecipeResult:
 def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: int = 0,
                  callbacks=(), checkpoint=None, progress="auto", log: bool = True,
                  eval_batch_size: int = 1000, targets=(0.93, 0.94),
-                 per_image: bool = False, channels_last: bool | None = None) -> RecipeResult:
+                 per_image: bool = False, channels_last: bool | None = None,
+                 val_images: int | None = None) -> RecipeResult:
     """Train `recipe` on `data` (a `CifarData`) and evaluate it on the test split.
 
     With `checkpoint` (a path) the whole training state is written there after every epoch, and
@@ -591,13 +593,19 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
     `per_image=True` keeps which test images the final evaluations got right (``"correct"`` in
     ``test`` and ``test_tta``, see `evaluate`), for paired comparisons (`Estimate.paired`)
     without evaluating the model again; the accuracies are the same either way.
-    `precision` and `channels_last` go to the `Trainer` (None: channels-last with autocast), so a
-    benchmark can switch each off alone (``bench/precision.py``).
+    `precision` and `channels_last` go to the `Trainer` (None: its rule, `devices.use_channels_last`), so a
+    benchmark can switch each off alone (``bench/precision.py``). `val_images` evaluates each
+    epoch on a class-balanced sample of that many test images (None: all), the final evaluations
+    always on the whole test split: a cheaper curve where evaluation would cost more than training.
     """
     seed_everything(seed)
     model = recipe.build_model()
     train_loader = recipe.train_loader(data, device=device, seed=seed)
     test_loader = TensorLoader(data.x_test, data.y_test, eval_batch_size, device=device, tag=data.label)
+    val_loader = test_loader
+    if val_images is not None and positive_int("val_images", val_images) < len(data.y_test):
+        keep = stratified_indices(data.y_test, val_images, seed)
+        val_loader = TensorLoader(data.x_test[keep], data.y_test[keep], eval_batch_size, device=device, tag=data.label)
     if hasattr(model, "init_whitening"):
         model.init_whitening(train_loader.transform(train_loader.x[:WHITENING_IMAGES], train=False))
     if recipe.compile:  # static shapes: training, evaluation and TTA batches each get their own graph
@@ -619,7 +627,7 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
                       progress=progress, log=log, scheduler_interval="step", micro_batch=recipe.micro_batch)
     timer = Timer()
     with timer:
-        history = trainer.fit(model, train_loader, test_loader, optimizer=optimizer,
+        history = trainer.fit(model, train_loader, val_loader, optimizer=optimizer,
                               loss_fn=recipe.loss_fn(), scheduler=scheduler, resume_from=resume)
         test = evaluate(model, test_loader, precision=trainer.precision, per_image=per_image)
         test_tta = (evaluate(model, test_loader, precision=trainer.precision, tta_flip=recipe.tta_flip,

@@ -251,7 +251,10 @@ class Trainer:
         max_epochs: number of epochs (an int >= 0).
         device: "auto" (GPU when there is one), "cpu", "cuda", ...
         precision: "auto" (bf16 autocast on CPUs with native bf16 and recent GPUs, fp16 on older
-            GPUs), "32", "bf16-mixed" or "16-mixed". channels_last: None (on with autocast).
+            GPUs), "32", "bf16-mixed" or "16-mixed".
+        channels_last: None: `cifarkit.devices.use_channels_last` decides when `fit` gets the model
+            (on a CPU, and on a GPU with autocast, unless the model's ``channels_last`` attribute
+            says otherwise); True or False forces the layout.
         callbacks: `cifarkit.callbacks.Callback` objects (any object with some of its hooks), e.g.
             `Animator()`, `Checkpoint(path)`, `SparsityTracker()`.
         progress: a `ProgressBar` callback: True, False, or "auto" (in a live notebook or a terminal,
@@ -286,7 +289,8 @@ class Trainer:
         defaults = ([ProgressBar(progress)] if progress is not False else []) + ([EpochLog()] if log else [])
         self.device = devices.resolve_device(device)
         self.precision = devices.resolve_precision(precision, self.device)
-        self.channels_last = (self.precision != "32") if channels_last is None else channels_last
+        self.requested_channels_last = channels_last
+        self.channels_last = devices.use_channels_last(self.precision, self.device, requested=channels_last)
         self.callbacks = sorted(list(callbacks or []) + defaults, key=lambda c: getattr(c, "order", 0))
         self.progress, self.log, self.scheduler_interval = progress, log, scheduler_interval
         self.history, self.epoch, self.batch, self.last_loss = History(), 0, 0, None
@@ -308,6 +312,7 @@ class Trainer:
         stop button) ends training after the batch in flight and returns the history so far.
         """
         _check_fit_arguments(train_loader, resume_from, trust_checkpoint)
+        self.channels_last = devices.use_channels_last(self.precision, self.device, model, self.requested_channels_last)
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
                               else torch.preserve_format)
         self.optimizer, self.scheduler = _optimizer_for(model, optimizer), scheduler

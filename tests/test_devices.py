@@ -118,3 +118,38 @@ def test_float16_orthogonalisation_matches_float32():
         half = newton_schulz(m, dtype=torch.float16)
         assert half.dtype is torch.float32 and torch.isfinite(half).all()
         assert torch.allclose(torch.linalg.svdvals(half), ref, atol=2e-3)
+
+
+class _Narrow(torch.nn.Module):
+    channels_last = False  # as a network too narrow to gain from the layout declares
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("device, precision, model, requested, expected", [
+    ("cpu", "32", None, None, True),            # oneDNN's convolutions want it, in fp32 too
+    ("cpu", "bf16-mixed", None, None, True),
+    ("cpu", "32", _Narrow(), None, False),      # the model's own preference
+    ("cpu", "32", _Narrow(), True, True),       # an explicit request wins
+    ("cuda", "32", None, None, False),
+    ("cuda", "16-mixed", _Narrow(), None, True),  # on a GPU the tensor cores decide
+    ("cpu", "32", None, False, False)])
+def test_channels_last_rule(device, precision, model, requested, expected):
+    assert devices.use_channels_last(precision, torch.device(device), model, requested) is expected
+
+
+def test_the_trainer_applies_the_layout_rule_when_it_gets_the_model(one_thread):
+    from conftest import TinyNet
+    from cifarkit import Trainer
+    batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))]
+    for model, conv, expected in ((TinyNet(), "conv1", True), (_Narrow(), "conv", False)):
+        trainer = Trainer(1, precision="32", progress=False, log=False)
+        trainer.fit(model, batches)
+        assert trainer.channels_last is expected
+        assert getattr(model, conv).weight.is_contiguous(memory_format=torch.channels_last) is expected

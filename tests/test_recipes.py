@@ -241,3 +241,22 @@ def test_train_recipe_passes_channels_last_to_the_trainer(channels_last):
     conv = next(m for m in result.model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
     assert conv.weight.is_contiguous() is not channels_last
+
+
+def test_val_images_evaluates_each_epoch_on_a_sample_and_the_end_on_everything(one_thread, monkeypatch):
+    """`val_images` makes each epoch's point cheaper; the final evaluations still cover the test split."""
+    import cifarkit.recipes as recipes_module
+    data = synthetic_cifar(200, 300, seed=0)
+    recipe = get_recipe("speedrun", epochs=1).with_model_kwargs(widths=(8, 8, 8)).with_batch_size(50)
+    seen, real = [], recipes_module.Trainer.fit
+
+    def spy(self, model, train_loader, val_loader=None, **kw):
+        seen.append(sum(len(y) for _, y in val_loader))
+        return real(self, model, train_loader, val_loader, **kw)
+
+    monkeypatch.setattr(recipes_module.Trainer, "fit", spy)
+    result = train_recipe(recipe, data, precision="32", progress=False, log=False, val_images=100, per_image=True)
+    assert seen == [100], "each epoch is evaluated on the sample"
+    assert result.test["n"] == 300 and result.test_tta["n"] == 300, "the final evaluations cover the split"
+    with pytest.raises(ValueError, match="val_images"):
+        train_recipe(recipe, data, precision="32", progress=False, log=False, val_images=0)
