@@ -13,7 +13,7 @@ help:
 	@echo "make run           run every notebook headless (quick profile) into runs/<timestamp>-quick/"
 	@echo "make book          the newest run under runs/ as a static website -> build/book/<run>/"
 	@echo "make test          unit tests + notebook validation (what CI runs)"
-	@echo "make test-browser  open notebook 01 in a real JupyterLab + Chromium and check it; the book of a fixture run too"
+	@echo "make test-browser  run notebook 07 in a real JupyterLab + Chromium and check it; the book of a fixture run too"
 	@echo "make bench         speed and memory benchmarks -> bench/results.md"
 
 install: $(STAMP)

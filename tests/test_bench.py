@@ -385,3 +385,70 @@ def test_book_build_inputs(tmp_path):
     assert shape["notebooks"] == 7 and shape["cells"] > 7 * 10 and shape["figures"] == 0
     from cifarkit.summary import read_summary
     assert [nb["executed"] for nb in read_summary(run / "summary.json")["notebooks"]][0] == "01_softmax_vs_logits.ipynb"
+
+
+def test_cpu_modes_child_environments(monkeypatch):
+    """AVX2 mode sets torch's three switches and the kit's; native clears them whatever the caller set."""
+    import cpu_modes
+    avx2 = cpu_modes.mode_env("avx2", ["/x"])
+    assert {k: avx2[k] for k in cpu_modes.TORCH_AVX2_ENV} == cpu_modes.TORCH_AVX2_ENV and avx2["CIFARKIT_CPU"] == "avx2"
+    assert avx2["PYTHONPATH"].split(":")[0] == "/x"
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    native = cpu_modes.mode_env("native")
+    assert not set(cpu_modes.TORCH_AVX2_ENV) & set(native) and "CIFARKIT_CPU" not in native
+    with pytest.raises(ValueError, match="unknown mode"):
+        cpu_modes.mode_env("avx512")
+
+
+def test_cpu_modes_baseline_shim_makes_the_bf16_probes_answer_no(tmp_path):
+    """The shim that makes an older kit (which ignores torch's variables) train in fp32."""
+    import subprocess
+    import cpu_modes
+    (tmp_path / "sitecustomize.py").write_text(cpu_modes.BASELINE_SHIM)
+    out = subprocess.run([sys.executable, "-c", "import torch.cpu as c; print(c._is_avx512_bf16_supported(), "
+                          "c._is_amx_tile_supported())"], env=cpu_modes.mode_env("native", [str(tmp_path)]),
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_cpu_modes_section_tables_ratios_and_efficiency():
+    import cpu_modes
+    kernel = {"capability": "AVX512", "precision": "bf16-mixed", "matmul fp32 GFLOP/s": 200.0,
+              "matmul bf16 GFLOP/s": 800.0, "ResNet-18 fp32 train images/s": 100.0}
+    avx2 = dict(kernel, capability="AVX2", precision="32", **{"matmul fp32 GFLOP/s": 100.0,
+                                                             "matmul bf16 GFLOP/s": 1.0,
+                                                             "ResNet-18 fp32 train images/s": 50.0})
+
+    def run(seconds, wall):
+        return {"wall_s": wall, "exit": 0, "notebooks": {"01": {"seconds": seconds, "status": "ok",
+                                                                "precision": "bf16-mixed"}}}
+    table = {
+        "kernels": {"command": "k", "cpu": "CPU X", "measured": "now", "modes": {"native": kernel, "avx2": avx2}},
+        "suite": {"command": "s", "cpu": "CPU X", "measured": "now", "baseline": "abc", "source": "synthetic",
+                  "seed": 0, "rounds": 1,
+                  "runs": {"baseline native": [run(100, 110)], "current native": [run(80, 90)],
+                           "baseline avx2": [run(400, 420)], "current avx2": [run(160, 170)]}},
+        "flops": {"command": "f", "cpu": "CPU X", "measured": "now", "source": "synthetic", "seed": 0,
+                  "flops": {"01": 4.0e12}},
+    }
+    text = "\n".join(cpu_modes.render(table))
+    assert "| ResNet-18 fp32 train images/s | 100.0 | 50.0 | 0.50x |" in text
+    assert "| whole suite (wall) | 110 | 90 | 420 | 170 | **0.82x** | **0.40x** |" in text
+    # 4,000 GFLOP at 800 GFLOP/s (bf16 native) is a 5 s floor against 80 s; at 100 GFLOP/s (AVX2) 40 s against 160 s
+    assert "| 01 | 4,000 | bf16-mixed | 5.0 | 80 | 6% | 40.0 | 160 | 25% |" in text
+
+
+def test_cpu_modes_flop_counter_counts_a_kernels_cells(tmp_path, monkeypatch):
+    """The IPython startup file of `flops` writes the running total after every cell."""
+    import cpu_modes
+    from IPython.core.interactiveshell import InteractiveShell
+    monkeypatch.setenv("CIFARKIT_FLOPS_DIR", str(tmp_path))
+    monkeypatch.setenv("CIFARKIT_NOTEBOOK", "99_test")
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell(cpu_modes.FLOP_COUNTER)
+        shell.run_cell("import torch; torch.ones(8, 16) @ torch.ones(16, 4)")
+        assert json.loads((tmp_path / "99_test.json").read_text())["flops"] == 2 * 8 * 16 * 4
+    finally:
+        shell.run_cell("_cifarkit_flops.__exit__(None, None, None)")
+        InteractiveShell.clear_instance()
