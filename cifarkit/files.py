@@ -30,6 +30,11 @@ from .validation import WrongTypeError
 __all__ = ["STALE_TEMP_AGE_S", "remove_stale_temps", "atomic_write", "atomic_save", "atomic_write_text",
            "safe_load", "DOWNLOAD_TIMEOUT_S", "resolve_host", "open_url", "disk_full_error"]
 
+#: This process's umask (read once, at import): `atomic_write` gives a new file the mode a plain
+#: ``open(path, "w")`` would, not mkstemp's owner-only 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 #: The errors of a full disk (or of a used-up quota), which `atomic_write` words as one line naming the file.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -120,6 +125,8 @@ def atomic_write(path):
     except OSError as exc:
         raise disk_full_error(exc, path) or exc
     try:
+        with contextlib.suppress(OSError, AttributeError):  # keep the file's mode, else the usual one
+            os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

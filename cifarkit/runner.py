@@ -589,22 +589,37 @@ def main_run(args: Any) -> int:
 
     ``args`` needs ``profile``, ``only`` (comma-separated prefixes or None),
     ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
-    ``parameter`` (list of ``NAME=VALUE``); ``kernel`` and ``schema`` are
-    optional. Bad
-    input raises ``ValueError``/``OSError`` before anything runs. Returns 0
-    when every notebook passed, 1 otherwise (the failures are printed to
-    stderr).
+    ``parameter`` (list of ``NAME=VALUE``); ``kernel``, ``schema``,
+    ``workers``, ``scheduler`` and ``time_limit`` are optional. A ``-p`` value
+    with commas is a sweep (:mod:`cifarkit.sweep`); ``workers``/``scheduler``
+    run the notebooks on Dask (:mod:`cifarkit.engine`); without either, and
+    without a sweep, this is :func:`run_notebooks`. Bad input raises
+    ``ValueError``/``OSError`` before anything runs. Returns 0 when every
+    notebook passed, 1 otherwise (the failures are printed to stderr).
     """
+    from .notebook_params import parse_cli_sweep
+
     notebooks_dir = getattr(args, "notebooks", None) or default_notebooks_dir()
     only = getattr(args, "only", None)
     schema = getattr(args, "schema", None)
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    time_limit = getattr(args, "time_limit", None)
     paths = list_notebooks(notebooks_dir, only)
-    parameters = parse_cli_parameters(getattr(args, "parameter", None) or [], notebook_parameters(paths),
-                                      schema)
-    result = run_notebooks(notebooks_dir, profile=getattr(args, "profile", "quick"), only=only,
-                           out=getattr(args, "out", None), parameters=parameters,
-                           kernel_name=getattr(args, "kernel", None), schema=schema)
-    if result.ok:
+    sweep = parse_cli_sweep(getattr(args, "parameter", None) or [], notebook_parameters(paths), schema)
+    profile, out, kernel = getattr(args, "profile", "quick"), getattr(args, "out", None), getattr(args, "kernel", None)
+    if workers is None and scheduler is None and time_limit is None and all(len(v) == 1 for v in sweep.values()):
+        result = run_notebooks(notebooks_dir, profile=profile, only=only, out=out,
+                               parameters={name: values[0] for name, values in sweep.items()},
+                               kernel_name=kernel, schema=schema)
+        if result.ok:
+            return 0
+        sys.stderr.write(format_failures(result) + "\n")
+        return 1
+    from .sweep import run_sweep
+
+    swept = run_sweep(notebooks_dir, sweep, profile=profile, only=only, out=out, kernel_name=kernel, schema=schema,
+                      workers=workers, scheduler=scheduler, time_limit=time_limit)
+    if swept.ok:
         return 0
-    sys.stderr.write(format_failures(result) + "\n")
+    sys.stderr.write("\n".join(format_failures(r) for r in swept.runs if not r.ok) + "\n")
     return 1
