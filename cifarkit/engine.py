@@ -292,13 +292,13 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
             env.pop(name, None)
         else:
             env[name] = value
-    base = state / f"{key}.attempt-{attempt}"
+    base = f"{state / key}.{attempt}"  # the attempt's job, answer and log (the marker alone is .attempt-N.json)
     job = {"notebook": str(notebook), "output": str(run_dir / notebook.name), "run_dir": str(run_dir),
            "partial": str(state / f"{key}.partial-{attempt}.ipynb"), "parameters": spec["parameters"],
-           "kernel_name": spec.get("kernel_name"), "reply": str(base) + ".reply.json", "parent": os.getpid()}
-    atomic_write_text(str(base) + ".job.json", json.dumps(job))
-    with open(str(base) + ".log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.engine", str(base) + ".job.json"], env=env,
+           "kernel_name": spec.get("kernel_name"), "reply": base + ".reply.json", "parent": os.getpid()}
+    atomic_write_text(base + ".job.json", json.dumps(job))
+    with open(base + ".log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.engine", base + ".job.json"], env=env,
                                 cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         stopped = _supervise(proc, spec.get("time_limit"), state / CANCEL_FILE)
@@ -310,7 +310,7 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         error = INTERRUPTED
     elif reply is None:
         error = (f"the notebook's process ended (exit code {proc.returncode}) without an answer: "
-                 f"{_log_tail(Path(str(base) + '.log'))}")
+                 f"{_log_tail(Path(base + '.log'))}")
     else:
         error = reply.get("error")
     finished = time.time()

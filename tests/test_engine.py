@@ -74,10 +74,28 @@ def _session_pids(sid: int) -> list[int]:
     return found
 
 
+def _processes_in(folder: Path) -> list[int]:
+    """The processes (other than this one) working in `folder` or naming it on their command line:
+    a notebook's process, its kernel (whose working folder is the run folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)) or str(folder) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 class Cli:
     """`python -m cifarkit run ...` in a session of its own (so Ctrl-C can go to its whole group)."""
 
     def __init__(self, *args: str, cwd: Path):
+        self.cwd = cwd
         self.proc = subprocess.Popen([sys.executable, "-m", "cifarkit", "run", *args], cwd=cwd, env=ENV,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
@@ -97,13 +115,14 @@ class Cli:
             pass
 
     def assert_nothing_left(self, grace: float = 15.0) -> None:
-        """No process of the run's session (workers, notebook processes, kernels) outlives it."""
+        """No process of the run's session (a LocalCluster's workers) and no process working in the
+        test's folder (notebook processes and kernels, wherever a worker started them) outlives it."""
         if not Path("/proc").is_dir():
             return
         deadline = time.time() + grace
-        while _session_pids(self.proc.pid) and time.time() < deadline:
+        while (_session_pids(self.proc.pid) or _processes_in(self.cwd)) and time.time() < deadline:
             time.sleep(0.5)
-        left = _session_pids(self.proc.pid)
+        left = _session_pids(self.proc.pid) + _processes_in(self.cwd)
         self.kill()
         assert not left, f"processes of the run still alive: {left}"
 
@@ -370,7 +389,7 @@ def test_the_time_limit_stops_a_notebook_and_the_others_finish(tmp_path):
                                 "(cifarkit run --time-limit)")
     assert 20 <= endless["duration_s"] < 60
     executed = nbformat.read(str(tmp_path / "run" / "02_endless.ipynb"), as_version=4)  # whole, not cut
-    assert executed.cells[1].source.startswith("import json")
+    assert executed.cells[-1].source.startswith("import json") and "injected-parameters" in executed.cells[1].metadata.tags
     assert not (tmp_path / "run" / STATE_DIR).exists()
 
 
