@@ -435,7 +435,7 @@ class Cluster:
 
     def worker_hosts(self) -> dict[str, dict[str, Any]]:
         """``{address: {"host", "nthreads", "name"}}`` of the workers connected now."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        info = _scheduler_workers(self.client)
         return {addr: {"host": w.get("host"), "nthreads": int(w.get("nthreads") or 1), "name": w.get("name")}
                 for addr, w in info.items()}
 
@@ -487,6 +487,14 @@ class Cluster:
             for folder in folders:
                 for probe in (folder / STATE_DIR).glob(f"probe-{token}*"):
                     probe.unlink(missing_ok=True)
+
+
+def _scheduler_workers(client: Any) -> dict[str, Any]:
+    """The scheduler's ``{address: worker info}`` for every worker (older clients list all anyway)."""
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # distributed before n_workers
+        return client.scheduler_info()["workers"]
 
 
 # --------------------------------------------------------------------------
@@ -699,7 +707,7 @@ class _Batch:
                                  "error": f"TimeoutError: its worker gave no answer {STUCK_GRACE_S:g} s after the "
                                           f"time limit of {self.limit:g} s"})
         try:
-            alive = len(client.scheduler_info(n_workers=-1)["workers"])
+            alive = len(_scheduler_workers(client))
         except Exception:  # noqa: BLE001 - a scheduler that does not answer: as good as no worker
             alive = 0
         if alive:
