@@ -373,3 +373,24 @@ def test_speedrun_eval_views_move_images_as_tta_logits_does():
     assert torch.equal(speedrun_eval.shifted(x, 1, 1), padded[..., 2:, 2:])
     assert torch.equal(speedrun_eval.shifted(x, 0, 2)[..., :, :4], x[..., :, 2:])
     assert all(abs(sum(v.values()) - 1) < 1e-12 for v in speedrun_eval.VIEW_SETS.values()), "weights sum to 1"
+
+
+@pytest.mark.timeout(300)
+def test_lessons_runs_its_pairs_through_the_engine_and_reuses_finished_ones(tmp_path, capsys):
+    import lessons
+    from test_engine import notebook
+
+    nbs = tmp_path / "nbs"
+    notebook(nbs, "01_a", sleep=0.1, makes=["m"])
+    notebook(nbs, "02_b", sleep=0.1, needs=["m"])
+    runs = lessons.pairs("quick", ["synthetic"], [0, 1], tmp_path / "out")
+    assert [p.name for p, _ in runs] == ["quick-synthetic-seed0", "quick-synthetic-seed1"]
+    lessons.run_pairs("quick", runs, None, workers=2, notebooks_dir=nbs)
+    out = capsys.readouterr().out
+    assert "quick synthetic seed 1: " in out and "[synthetic seed 1]" in out
+    for run_dir, params in runs:
+        collected = lessons.collect(run_dir)
+        assert set(collected) == {"01_a.ipynb", "02_b.ipynb"} and collected["02_b.ipynb"]["status"] == "ok"
+        assert collected["01_a.ipynb"]["worker"]["host"]
+    lessons.run_pairs("quick", runs, None, workers=2, notebooks_dir=nbs)
+    assert capsys.readouterr().out.count("reusing") == 2
