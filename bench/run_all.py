@@ -6,6 +6,9 @@ background) are read from bench/accuracy_results.json and tabled, not re-measure
 
     python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory,lessons]
 
+Sections "speedrun" and "cluster" are always re-tabled from their records (bench/speedrun_ablation.py
+--record, bench/cluster.py), whose measurements take hours and run by hand.
+
 With `--only`, the sections not re-measured are kept from the current results.md (each section
 says when it was measured); `--only accuracy` measures nothing and just rewrites the table of
 bench/accuracy.py's runs.
@@ -29,6 +32,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
+import cluster  # noqa: E402
 import feature_caching  # noqa: E402
 import lessons  # noqa: E402
 import loop_throughput  # noqa: E402
@@ -330,9 +334,20 @@ def speedrun_section() -> list[str]:
     return lines
 
 
+def cluster_section() -> list[str]:
+    """Section 8: the quick suite and the lessons sweep on Dask, one machine two ways, as
+    `python bench/cluster.py --lessons` recorded them in bench/cluster_results.json (hours: re-tabled,
+    not measured), and the lessons sweep on k machines projected from bench/lessons_quick.json."""
+    record = json.loads(cluster.RECORD.read_text()) if cluster.RECORD.is_file() else None
+    path = HERE / "lessons_quick.json"
+    return cluster.section(record, json.loads(path.read_text()) if path.is_file() else None,
+                           cluster.dependencies(sorted((REPO / "notebooks").glob("*.ipynb"))))
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
-            "speedrun": speedrun_section}
+            "speedrun": speedrun_section, "cluster": cluster_section}
+RETABLED = ("speedrun", "cluster")  # long measurements run by hand; their sections are re-tabled from records
 MARK = "<!-- section: {} -->"
 
 
@@ -366,14 +381,14 @@ def main(argv=None):
     lines = ["# Benchmarks", "", "Written by `make bench` (`python bench/run_all.py`). Sections are re-measured one at a "
              "time, so each names the date and the machine of its own measurement.", ""]
     for name in SECTIONS:
-        if name in chosen and name != "speedrun":
+        if name in chosen and name not in RETABLED:
             print(f"== {name}", flush=True)
             body = SECTIONS[name]()
             body[1:1] = ["", f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}._"]
         elif name == "lessons" and (HERE / "lessons_quick.json").is_file():
             body = lessons_section(measure=False)  # the recorded sweeps, re-tabled
-        elif name == "speedrun":
-            body = speedrun_section()  # always re-tabled from its record
+        elif name in RETABLED:
+            body = SECTIONS[name]()  # always re-tabled from its record
         elif name in kept:
             body = kept[name]
         else:
