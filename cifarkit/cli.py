@@ -59,13 +59,13 @@ def _build_parser() -> argparse.ArgumentParser:
                           + ". A value with commas is a sweep, one run per combination: -p seed=0,1,2 "
                             "(a list parameter brackets each list: seeds=[0,1],[2])")
     engine = run.add_mutually_exclusive_group()
-    engine.add_argument("--workers", type=_positive_int, metavar="N",
+    engine.add_argument("--workers", type=_positive(int, "a whole number >= 1"), metavar="N",
                         help="run the notebooks on a Dask LocalCluster of N worker processes on this machine, "
                              "each notebook with its share of the cores (independent notebooks in parallel)")
     engine.add_argument("--scheduler", metavar="ADDRESS",
                         help="run them on the workers of a running Dask scheduler, e.g. tcp://10.0.0.5:8786; "
                              "the run folder must be on a file system every worker mounts (docs/cluster.md)")
-    run.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
+    run.add_argument("--time-limit", type=_positive(float, "a number of seconds > 0"), metavar="SECONDS",
                      help="with --workers/--scheduler: stop a notebook that runs longer and report it failed "
                           "(default: 2 hours with --profile quick, 72 with full)")
 
@@ -75,24 +75,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+def _positive(kind, what: str):
+    """An argparse type: `kind` (int or float) of `text`, which must be > 0 and finite."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
 
 
 def _data_command(args) -> int:

@@ -123,22 +123,22 @@ def claims_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list
 class SweepResult:
     """The outcome of :func:`run_sweep`: one RunResult per combination, in order."""
 
-    run_dir: Path
-    labels: list[str]
     runs: list[RunResult]
-    summary_json: Path
+    labels: list[str]
+    run_dir: Path
     summary_md: Path
+    summary_json: Path
     duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        """True when every notebook of every combination succeeded."""
-        return all(r.ok for r in self.runs)
 
     @property
     def failed(self) -> list[str]:
         """``"<combination>: <notebook>"`` for each failed execution."""
         return [f"{label}: {name}" for label, r in zip(self.labels, self.runs) for name in r.failed]
+
+    @property
+    def ok(self) -> bool:
+        """True when every notebook of every combination succeeded."""
+        return not self.failed
 
 
 def run_sweep(notebooks_dir: str | os.PathLike, sweep: Mapping[str, Sequence[Any]], profile: str = "quick",
@@ -191,7 +191,7 @@ def run_sweep(notebooks_dir: str | os.PathLike, sweep: Mapping[str, Sequence[Any
         raise
     if len(combos) == 1:
         r = done[0]
-        return SweepResult(top, labels, done, r.summary_json, r.summary_md, r.duration_s)
+        return SweepResult(done, labels, top, r.summary_md, r.summary_json, r.duration_s)
     return _write_sweep(top, profile, sweep, names, labels, done, started_at, time.perf_counter() - t0)
 
 
@@ -227,7 +227,7 @@ def _write_sweep(top: Path, profile: str, sweep: Mapping[str, Sequence[Any]], na
                "ok": not failed and len(runs) == len(combinations(sweep)), "failed": failed, "runs": entries}
     summary_json = atomic_write_text(top / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     summary_md = atomic_write_text(top / "summary.md", render_sweep_markdown(summary))
-    return SweepResult(top, list(labels), list(runs), summary_json, summary_md, duration_s)
+    return SweepResult(list(runs), list(labels), top, summary_md, summary_json, duration_s)
 
 
 def render_sweep_markdown(summary: Mapping[str, Any]) -> str:
