@@ -59,6 +59,14 @@ Each notebook's kernel sees these variables (restored when the run ends):
   unset and each notebook decides for itself. When the answer is ``0`` the
   run's first line says so (:data:`OFFLINE_LINE`), once.
 
+On Dask
+-------
+``cifarkit run --workers N`` / ``--scheduler ADDRESS`` and sweeps (``-p seed=0,1,2``) go through
+:func:`cifarkit.engine.run_batch`, which runs each notebook with the functions below
+(:func:`execute_notebook`, :func:`notebook_result`, :func:`write_report`) on a Dask worker, with the
+same kernel environment plus its share of the cores (``OMP_NUM_THREADS``), and writes the same
+report with a Worker column. Without those, ``cifarkit run`` is :func:`run_notebooks`, unchanged.
+
 Kernels talk to the runner over CurveZMQ-encrypted sockets when pyzmq and
 the kernelspec support it (ipykernel >= 7 kernelspecs do), which is also what
 keeps ipykernel's "Kernel is running over TCP without encryption" warning out
