@@ -644,17 +644,14 @@ class _Batch:
     # -- scheduling ------------------------------------------------------------------------------
 
     def _schedule(self, client: Any) -> None:
-        from distributed import wait
-
         self.waiting = dict(self.tasks)
         self.futures: dict[Any, str] = {}
-        no_worker_since = None
+        no_worker_since, watched = None, time.monotonic()
         self._submit_ready(client)
         while self.futures:
-            try:
-                finished = wait(list(self.futures), timeout=WATCH_S, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                finished = set()
+            finished = [future for future in self.futures if future.done()]  # this run's client, whichever is default
+            if not finished:
+                time.sleep(POLL_S)
             for future in finished:
                 key = self.futures.pop(future)
                 try:
@@ -664,7 +661,8 @@ class _Batch:
                 self._done(key, outcome)
                 future.release()
             self._submit_ready(client)
-            no_worker_since = self._watch(client, no_worker_since)
+            if time.monotonic() - watched > WATCH_S:
+                no_worker_since, watched = self._watch(client, no_worker_since), time.monotonic()
 
     def _submit_ready(self, client: Any) -> None:
         for key, task in list(self.waiting.items()):
