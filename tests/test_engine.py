@@ -437,3 +437,35 @@ def test_a_sweep_on_a_local_cluster_tables_notebook_by_combination(tmp_path):
     md = (tmp_path / "sweep" / "summary.md").read_text()
     assert "| Notebook | seed=0, data_source=synthetic | seed=0, data_source=cifar10-unverified |" in md
     assert md.count("| 01_a.ipynb | ok ") == 1 and "[seed=1, data_source=synthetic](seed=1_data_source=synthetic/summary.md)" in md
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_that_cannot_see_the_run_folder_stops_the_run_before_any_notebook(cluster, tmp_path):
+    """A real worker whose file system differs: it runs in a mount namespace of its own where an
+    empty tmpfs hides the run folder's parent (root on Linux; skipped where unshare is refused)."""
+    hidden = tmp_path / "shared"
+    hidden.mkdir()
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f"mount -t tmpfs tmpfs {hidden} && test ! -e {hidden}/x"], capture_output=True,
+                           timeout=30) if os.geteuid() == 0 and Path("/usr/bin/unshare").exists() else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("cannot give a worker a mount namespace of its own here")
+    worker = cluster._start(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             f"mount -t tmpfs tmpfs {hidden} && exec {sys.executable} -m distributed.cli.dask_worker "
+                             f"{cluster.address} --name elsewhere --nthreads 1 --no-nanny --no-dashboard "
+                             "--host 127.0.0.1"])
+    try:
+        cluster.wait_for(lambda names: "elsewhere" in names, "the worker in its own mount namespace")
+        notebook(tmp_path / "nbs", "01_a", sleep=0.1)
+        code, out, err = Cli("--notebooks", str(tmp_path / "nbs"), "--out", str(hidden / "run"),
+                             "--scheduler", cluster.address, cwd=tmp_path).finish()
+        assert code == 1
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cifarkit: error: the run folder is not reachable from the Dask "
+                                                       "worker tcp://127.0.0.1:")
+        assert "No such file or directory" in lines[0] and "docs/cluster.md" in lines[0]
+        assert list((hidden / "run").iterdir()) == [], "no notebook ran, nothing was left"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        cluster.wait_for(lambda names: "elsewhere" not in names, "the worker to leave")
