@@ -159,7 +159,7 @@ def projection_lines(lessons_record: Mapping, deps: Mapping[str, Sequence[str]],
 
 def section(record: Mapping | None, lessons_record: Mapping | None, deps: Mapping[str, Sequence[str]]) -> list[str]:
     """Markdown for bench/results.md from the records (nothing is measured here)."""
-    lines = ["## 8. Batches on Dask: one machine two ways, k machines on paper (bench/cluster.py)", ""]
+    lines = ["## 11. Batches on Dask: one machine two ways, k machines on paper (bench/cluster.py)", ""]
     cores = (record or {}).get("cores", 2)
     if not record or not record.get("suite"):
         lines += [f"_Not measured yet. Reproduce: `python bench/cluster.py --lessons` on an otherwise idle "

@@ -335,7 +335,7 @@ def speedrun_section() -> list[str]:
 
 
 def cluster_section() -> list[str]:
-    """Section 8: the quick suite and the lessons sweep on Dask, one machine two ways, as
+    """Section 11: the quick suite and the lessons sweep on Dask, one machine two ways, as
     `python bench/cluster.py --lessons` recorded them in bench/cluster_results.json (hours: re-tabled,
     not measured), and the lessons sweep on k machines projected from bench/lessons_quick.json."""
     record = json.loads(cluster.RECORD.read_text()) if cluster.RECORD.is_file() else None
