@@ -691,6 +691,19 @@ class _Batch:
         return {"host": last.get("host"), "name": last.get("name"), "address": last.get("address"),
                 "attempts": len(attempts)}
 
+    def _answered(self, key: str) -> dict[str, Any] | None:
+        """The outcome of a notebook whose process answered before its worker could record it (a
+        worker that Ctrl-C ended a moment too early): from the attempt's marker and answer."""
+        state = Path(self.tasks[key].spec["state_dir"])
+        attempts = _attempts(state, key)
+        reply_file = state / f"{key}.{len(attempts)}.reply.json"
+        reply = _read_json(reply_file) if attempts else None
+        if reply is None:
+            return None
+        started, finished = float(attempts[-1].get("started", 0.0)), reply_file.stat().st_mtime
+        worker = dict(self._last_worker(key) or {}, started_at=_iso(started), finished_at=_iso(finished))
+        return {"key": key, "error": reply.get("error"), "duration_s": finished - started, "worker": worker}
+
     def _watch(self, client: Any, no_worker_since: float | None) -> float | None:
         """Fail what can no longer finish: tasks whose worker is silent past their time limit, and
         everything queued when the cluster has had no worker for `NO_WORKER_S`."""
@@ -738,9 +751,9 @@ class _Batch:
                 break
             time.sleep(POLL_S)
         for key in started:  # each as its task left it (finished, or stopped), else as interrupted
-            outcome = _read_json(Path(self.tasks[key].spec["state_dir"]) / f"{key}.result.json")
-            self._done(key, outcome or {"key": key, "error": INTERRUPTED, "duration_s": 0.0,
-                                        "worker": self._last_worker(key)})
+            state = Path(self.tasks[key].spec["state_dir"])
+            self._done(key, _read_json(state / f"{key}.result.json") or self._answered(key) or
+                       {"key": key, "error": INTERRUPTED, "duration_s": 0.0, "worker": self._last_worker(key)})
         return len(futures) - len(started) + len(getattr(self, "waiting", {}))
 
     # -- reports ---------------------------------------------------------------------------------

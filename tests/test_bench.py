@@ -375,7 +375,7 @@ def test_speedrun_eval_views_move_images_as_tta_logits_does():
     assert all(abs(sum(v.values()) - 1) < 1e-12 for v in speedrun_eval.VIEW_SETS.values()), "weights sum to 1"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_lessons_runs_its_pairs_through_the_engine_and_reuses_finished_ones(tmp_path, capsys):
     import lessons
     from test_engine import notebook
@@ -417,7 +417,7 @@ def test_cluster_projection_schedules_chains_and_parallel_work():
         cluster.project(one, deps, 0)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_cluster_times_a_batch_both_ways_and_tables_it(tmp_path, capsys):
     import cluster
     from test_engine import notebook

@@ -100,7 +100,7 @@ class Cli:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
 
-    def finish(self, timeout: float = 240) -> tuple[int, str, str]:
+    def finish(self, timeout: float = 600) -> tuple[int, str, str]:
         try:
             out, err = self.proc.communicate(timeout=timeout)
         finally:
@@ -208,7 +208,7 @@ def _t(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _wait_for(paths, timeout: float = 120) -> list[Path]:
+def _wait_for(paths, timeout: float = 300) -> list[Path]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         found = [p for pattern in paths for p in pattern()]
@@ -293,7 +293,7 @@ def test_a_run_folder_some_worker_cannot_reach_is_one_line(tmp_path):
 
 # ---------------------------------------------------------------- a real scheduler and workers
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_two_notebooks_on_a_real_scheduler_and_two_workers(cluster, tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_a", sleep=3)
@@ -318,7 +318,7 @@ def test_two_notebooks_on_a_real_scheduler_and_two_workers(cluster, tmp_path):
         "summary.md"], "the engine's state folder is gone, no partial copy is left"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_a_dependent_pair_runs_in_order_and_an_independent_one_beside_it(cluster, tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_model", sleep=3, makes=["model"])
@@ -334,7 +334,7 @@ def test_a_dependent_pair_runs_in_order_and_an_independent_one_beside_it(cluster
     assert _t(free["worker"]["started_at"]) < _t(first["worker"]["finished_at"]), "02 did not wait for 01"
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 def test_a_worker_killed_mid_notebook_is_retried_once_then_reported_failed(cluster, tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_slow", sleep=6)
@@ -373,27 +373,27 @@ def test_a_worker_killed_mid_notebook_is_retried_once_then_reported_failed(clust
 
 # ---------------------------------------------------------------- LocalCluster: limits, Ctrl-C, sweeps
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_the_time_limit_stops_a_notebook_and_the_others_finish(tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_quick", sleep=0.2)
     notebook(nbs, "02_endless", sleep=600)
     t0 = time.time()
     code, out, err = Cli("--notebooks", str(nbs), "--out", str(tmp_path / "run"), "--workers", "2",
-                         "--time-limit", "20", cwd=tmp_path).finish()
-    assert code == 1 and time.time() - t0 < 200
+                         "--time-limit", "60", cwd=tmp_path).finish()  # a kernel may take long to start on a busy CPU
+    assert code == 1 and time.time() - t0 < 500
     run = _summary(tmp_path / "run")
     assert run["01_quick.ipynb"]["status"] == "ok"
     endless = run["02_endless.ipynb"]
-    assert endless["error"] == ("TimeoutError: still running after its time limit of 20 s, so it was stopped "
+    assert endless["error"] == ("TimeoutError: still running after its time limit of 60 s, so it was stopped "
                                 "(cifarkit run --time-limit)")
-    assert 20 <= endless["duration_s"] < 60
+    assert 60 <= endless["duration_s"] < 60 + engine.STOP_GRACE_S + 30
     executed = nbformat.read(str(tmp_path / "run" / "02_endless.ipynb"), as_version=4)  # whole, not cut
     assert executed.cells[-1].source.startswith("import json") and "injected-parameters" in executed.cells[1].metadata.tags
     assert not (tmp_path / "run" / STATE_DIR).exists()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_ctrl_c_cancels_the_queued_and_keeps_the_finished(tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_done", sleep=0.2)
@@ -415,7 +415,7 @@ def test_ctrl_c_cancels_the_queued_and_keeps_the_finished(tmp_path):
     assert json.loads((run / "01_done.metrics.json").read_text())["seed"] == 0
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 def test_a_sweep_on_a_local_cluster_tables_notebook_by_combination(tmp_path):
     nbs = tmp_path / "nbs"
     notebook(nbs, "01_a", sleep=0.2, makes=["m"])
@@ -439,7 +439,7 @@ def test_a_sweep_on_a_local_cluster_tables_notebook_by_combination(tmp_path):
     assert md.count("| 01_a.ipynb | ok ") == 1 and "[seed=1, data_source=synthetic](seed=1_data_source=synthetic/summary.md)" in md
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_a_worker_that_cannot_see_the_run_folder_stops_the_run_before_any_notebook(cluster, tmp_path):
     """A real worker whose file system differs: it runs in a mount namespace of its own where an
     empty tmpfs hides the run folder's parent (root on Linux; skipped where unshare is refused)."""

@@ -65,7 +65,7 @@ def test_combinations_labels_and_folders():
     assert combination_folders(lists, ["seeds"]) == ["seeds=-0-1", "seeds=-0-1-2", "seeds=a-b-c"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_a_sweep_in_this_process_writes_a_folder_per_combination_and_a_table(tmp_path, capsys):
     from test_engine import notebook
 
