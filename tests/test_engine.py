@@ -371,6 +371,31 @@ def test_a_worker_killed_mid_notebook_is_retried_once_then_reported_failed(clust
     cluster.ensure_workers(2)
 
 
+@pytest.mark.timeout(900)
+def test_ctrl_c_on_a_real_scheduler_stops_the_notebook_on_its_worker_and_keeps_the_workers(cluster, tmp_path):
+    """The workers are not in the run's process group here (as on a cluster): the running notebook is
+    stopped through the run folder, its executed copy kept whole, and the workers stay."""
+    nbs = tmp_path / "nbs"
+    notebook(nbs, "01_done", sleep=0.2)
+    notebook(nbs, "02_running", sleep=600)
+    run = tmp_path / "run"
+    workers = cluster.names()
+    cli = Cli("--notebooks", str(nbs), "--out", str(run), "--scheduler", cluster.address, cwd=tmp_path)
+    _wait_for([lambda: [run / "01_done.ipynb"] if (run / "01_done.ipynb").exists() else []])
+    _wait_for([lambda: (run / STATE_DIR).glob("*-02_running.attempt-1.json")])
+    time.sleep(5)  # its kernel is running the cell
+    os.killpg(cli.proc.pid, signal.SIGINT)
+    code, out, err = cli.finish(timeout=120)  # finish() also checks that its notebook process and kernel ended
+    assert code == 130 and err.strip().splitlines()[-1] == "cifarkit: interrupted"
+    summary = _summary(run)
+    assert summary["01_done.ipynb"]["status"] == "ok"
+    stopped = summary["02_running.ipynb"]
+    assert stopped["error"] == "KeyboardInterrupt: run interrupted by the user" and stopped["worker"]["attempts"] == 1
+    executed = nbformat.read(str(run / "02_running.ipynb"), as_version=4)
+    assert executed.cells[-1].source.startswith("import json"), "the stopped notebook's copy, whole"
+    assert cluster.names() == workers, "no worker died"
+
+
 # ---------------------------------------------------------------- LocalCluster: limits, Ctrl-C, sweeps
 
 @pytest.mark.timeout(900)
