@@ -11,8 +11,8 @@ engine (`cifarkit.engine.run_batch`: the runner of `cifarkit run`, on Dask; note
 find notebook 01's model in their own run folder and start after it) into
 ``bench/runs/lessons/<profile>-<source>-seed<seed>/``; the default, ``--workers 1``, runs one
 notebook at a time with every core, as a sweep always did. A pair whose run directory already
-holds a finished ``summary.json`` is read, not run again (delete the folder to re-measure), so an
-interrupted sweep resumes where it stopped. Every notebook records its claims with their
+holds the ``summary.json`` of a run that Ctrl-C did not cut short is read, not run again (delete the
+folder to re-measure), so an interrupted sweep resumes where it stopped. Every notebook records its claims with their
 verdicts (`cifarkit.claims`); this script tables claim x run -> verdict into
 ``bench/lessons_<profile>.json`` and prints the Markdown table that `bench/run_all.py` puts into
 bench/results.md (section "lessons"). A benchmark, not a test: nothing here is timed against a
@@ -53,6 +53,15 @@ def pairs(profile: str, sources, seeds, out_root: Path) -> list[tuple[Path, dict
             for source in sources for seed in seeds]
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether a pair's run folder holds the report of a run that was not interrupted."""
+    try:
+        notebooks = json.loads((run_dir / "summary.json").read_text())["notebooks"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return not any(str(nb.get("error") or "").startswith("KeyboardInterrupt") for nb in notebooks)
+
+
 def run_pairs(profile: str, runs: list, only, workers=None, scheduler=None, notebooks_dir=REPO / "notebooks") -> None:
     """Run the pairs whose folder holds no finished ``summary.json`` through the engine (an
     interrupted pair's folder is started again), all in one batch; say each pair's seconds."""
@@ -60,7 +69,7 @@ def run_pairs(profile: str, runs: list, only, workers=None, scheduler=None, note
 
     todo = []
     for run_dir, params in runs:
-        if (run_dir / "summary.json").is_file():
+        if finished(run_dir):
             print(f"reusing {run_dir}", flush=True)
             continue
         if run_dir.exists():  # an interrupted run: start the pair again

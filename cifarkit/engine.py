@@ -762,6 +762,9 @@ class _Batch:
         reports = []
         for i, folder in enumerate(self.folders):
             nbs = [self.results[t.key] for t in self.tasks.values() if t.run == i and t.key in self.results]
+            if interrupted is not None and not nbs:  # nothing of it started: no report, an empty folder
+                shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
+                continue
             spans = [(nb.worker["started_at"], nb.worker["finished_at"]) for nb in nbs
                      if nb.worker and nb.worker.get("started_at")]
             duration = _span_s(spans) if spans else wall_s
@@ -772,10 +775,12 @@ class _Batch:
         ran = [nb for r in reports for nb in r.notebooks]
         ok = sum(nb.ok for nb in ran)
         where = reports[0].summary_md if len(reports) == 1 else f"{len(reports)} run folders"
+        if not reports:
+            where = "no report: no notebook had started"
         self.say(f"{ok}/{len(ran)} notebooks ok in {wall_s:.1f} s; report: {where}")
         if interrupted is not None:
             raise KeyboardInterrupt(f"run interrupted; {interrupted} queued notebook(s) cancelled; partial "
-                                    f"report{'s' if len(reports) > 1 else ''} in {where}")
+                                    f"report{'s' if len(reports) > 1 else ''}: {where}")
         return reports
 
 

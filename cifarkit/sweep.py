@@ -179,11 +179,11 @@ def run_sweep(notebooks_dir: str | os.PathLike, sweep: Mapping[str, Sequence[Any
             done = run_batch(notebooks_dir, list(zip(folders, combos)), profile, only, kernel_name, schema,
                              workers, scheduler, time_limit, progress,
                              labels=labels if len(combos) > 1 else None)
-    except KeyboardInterrupt:
-        done = [_read_run(f) for f in folders if (f / "summary.json").is_file()]
+    except KeyboardInterrupt:  # the sweep's report covers the combinations that have one
+        reported = [(label, f) for label, f in zip(labels, folders) if (f / "summary.json").is_file()]
         if len(combos) > 1:
-            _write_sweep(top, profile, sweep, names, labels[:len(done)], done, started_at,
-                         time.perf_counter() - t0)
+            _write_sweep(top, profile, sweep, names, [label for label, _ in reported],
+                         [_read_run(f) for _, f in reported], started_at, time.perf_counter() - t0)
         raise
     except BaseException:
         if top.exists() and not any(top.iterdir()) and out is None:

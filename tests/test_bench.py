@@ -435,3 +435,14 @@ def test_cluster_times_a_batch_both_ways_and_tables_it(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"| quick suite (minutes) | " in text and "| 01_a.ipynb | " in text
     assert "### The lessons sweep on k such machines, projected" in text and "| 12 | " in text
+
+
+def test_lessons_runs_again_a_pair_that_ctrl_c_cut_short(tmp_path):
+    import lessons
+
+    done, cut, empty = (tmp_path / name for name in ("done", "cut", "empty"))
+    for folder, error in ((done, None), (cut, "KeyboardInterrupt: run interrupted by the user")):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"notebooks": [{"name": "01_x.ipynb", "error": error}]}))
+    empty.mkdir()
+    assert [lessons.finished(f) for f in (done, cut, empty)] == [True, False, False]
