@@ -745,7 +745,7 @@ class _Batch:
             client.cancel(list(futures))
         started = [key for key in futures.values()
                    if _attempts(Path(self.tasks[key].spec["state_dir"]), key)]
-        deadline = time.monotonic() + STOP_GRACE_S + 5 * POLL_S
+        deadline = time.monotonic() + 2 * STOP_GRACE_S + 5  # each stops within STOP_GRACE_S, on a busy CPU later
         while started and time.monotonic() < deadline:
             if all((Path(self.tasks[k].spec["state_dir"]) / f"{k}.result.json").exists() for k in started):
                 break

@@ -32,8 +32,10 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("P
 RECORD = """import json, os, time
 from pathlib import Path
 started = time.time()
-time.sleep(__SLEEP__)
 art = Path(os.environ["CIFARKIT_ARTIFACTS"])
+art.mkdir(parents=True, exist_ok=True)
+(art / (__STEM__ + ".running")).touch()  # tests wait for it: the kernel is in this cell
+time.sleep(__SLEEP__)
 found = {n: (art / n).is_file() for n in __NEEDS__}
 art.mkdir(parents=True, exist_ok=True)
 for n in __MAKES__:
@@ -114,7 +116,7 @@ class Cli:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def assert_nothing_left(self, grace: float = 15.0) -> None:
+    def assert_nothing_left(self, grace: float = 60.0) -> None:
         """No process of the run's session (a LocalCluster's workers) and no process working in the
         test's folder (notebook processes and kernels, wherever a worker started them) outlives it."""
         if not Path("/proc").is_dir():
@@ -208,12 +210,15 @@ def _t(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _wait_for(paths, timeout: float = 300) -> list[Path]:
+def _wait_for(paths, cli: "Cli | None" = None, timeout: float = 300) -> list[Path]:
+    """The first files `paths` (callables returning lists) find; fails at once if `cli` ended."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         found = [p for pattern in paths for p in pattern()]
         if found:
             return found
+        if cli is not None and cli.proc.poll() is not None:
+            raise AssertionError(f"the run ended first (exit {cli.proc.returncode}): {cli.proc.stderr.read()}")
         time.sleep(0.2)
     raise AssertionError(f"nothing appeared within {timeout} s")
 
@@ -340,7 +345,7 @@ def test_a_worker_killed_mid_notebook_is_retried_once_then_reported_failed(clust
     notebook(nbs, "01_slow", sleep=6)
     state = tmp_path / "run" / STATE_DIR
     cli = Cli("--notebooks", str(nbs), "--out", str(tmp_path / "run"), "--scheduler", cluster.address, cwd=tmp_path)
-    first = json.loads(_wait_for([lambda: state.glob("*.attempt-1.json")])[0].read_text())
+    first = json.loads(_wait_for([lambda: state.glob("*.attempt-1.json")], cli)[0].read_text())
     killed = cluster.kill_worker_with_pid(first["pid"])
     code, out, err = cli.finish()
     assert code == 0, err
@@ -357,7 +362,7 @@ def test_a_worker_killed_mid_notebook_is_retried_once_then_reported_failed(clust
     state = tmp_path / "again" / STATE_DIR
     died = []
     for n in (1, 2):
-        marker = json.loads(_wait_for([lambda: state.glob(f"*.attempt-{n}.json")])[0].read_text())
+        marker = json.loads(_wait_for([lambda: state.glob(f"*.attempt-{n}.json")], cli)[0].read_text())
         died.append(cluster.kill_worker_with_pid(marker["pid"]))
     code, out, err = cli.finish()
     assert code == 1
@@ -381,9 +386,8 @@ def test_ctrl_c_on_a_real_scheduler_stops_the_notebook_on_its_worker_and_keeps_t
     run = tmp_path / "run"
     workers = cluster.names()
     cli = Cli("--notebooks", str(nbs), "--out", str(run), "--scheduler", cluster.address, cwd=tmp_path)
-    _wait_for([lambda: [run / "01_done.ipynb"] if (run / "01_done.ipynb").exists() else []])
-    _wait_for([lambda: (run / STATE_DIR).glob("*-02_running.attempt-1.json")])
-    time.sleep(5)  # its kernel is running the cell
+    _wait_for([lambda: [run / "01_done.ipynb"] if (run / "01_done.ipynb").exists() else []], cli)
+    _wait_for([lambda: (run / "artifacts").glob("02_running.running")], cli)  # its kernel is in the cell
     os.killpg(cli.proc.pid, signal.SIGINT)
     code, out, err = cli.finish(timeout=120)  # finish() also checks that its notebook process and kernel ended
     assert code == 130 and err.strip().splitlines()[-1] == "cifarkit: interrupted"
@@ -426,9 +430,8 @@ def test_ctrl_c_cancels_the_queued_and_keeps_the_finished(tmp_path):
     notebook(nbs, "03_queued", sleep=0.2, needs=["x"])
     run = tmp_path / "run"
     cli = Cli("--notebooks", str(nbs), "--out", str(run), "--workers", "2", cwd=tmp_path)
-    _wait_for([lambda: [run / "01_done.ipynb"] if (run / "01_done.ipynb").exists() else []])
-    _wait_for([lambda: (run / STATE_DIR).glob("*-02_running.attempt-1.json")])
-    time.sleep(2)
+    _wait_for([lambda: [run / "01_done.ipynb"] if (run / "01_done.ipynb").exists() else []], cli)
+    _wait_for([lambda: (run / "artifacts").glob("02_running.running")], cli)  # its kernel is in the cell
     os.killpg(cli.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     code, out, err = cli.finish(timeout=120)
     assert code == 130 and err.strip().splitlines()[-1] == "cifarkit: interrupted"
