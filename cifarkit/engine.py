@@ -223,9 +223,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _supervise(proc: subprocess.Popen, limit: float | None, cancel: Path) -> str | None:
-    """Wait for the notebook's process; stop it at the time limit or when the run is cancelled.
-    Returns None, ``"timeout"`` or ``"cancelled"``."""
+def _supervise(proc: subprocess.Popen, limit: float | None, cancel: Path, reply: Path) -> str | None:
+    """Wait for the notebook's process; stop it at the time limit or when the run is cancelled,
+    unless it has answered already (then it is only ending). Returns None, ``"timeout"`` or
+    ``"cancelled"``."""
     deadline = None if limit is None else time.monotonic() + limit
     while True:
         try:
@@ -233,12 +234,18 @@ def _supervise(proc: subprocess.Popen, limit: float | None, cancel: Path) -> str
             return None
         except subprocess.TimeoutExpired:
             pass
-        if cancel.exists():
-            _stop(proc)
-            return "cancelled"
-        if deadline is not None and time.monotonic() > deadline:
-            _stop(proc)
-            return "timeout"
+        why = "cancelled" if cancel.exists() else \
+            "timeout" if deadline is not None and time.monotonic() > deadline else None
+        if why is None:
+            continue
+        if reply.exists():  # the notebook has finished: let its process end, within the grace
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+        _stop(proc)
+        return why
 
 
 def _log_tail(log: Path) -> str:
@@ -301,9 +308,11 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         proc = subprocess.Popen([sys.executable, "-m", "cifarkit.engine", base + ".job.json"], env=env,
                                 cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-        stopped = _supervise(proc, spec.get("time_limit"), state / CANCEL_FILE)
+        stopped = _supervise(proc, spec.get("time_limit"), state / CANCEL_FILE, Path(job["reply"]))
     reply = _read_json(Path(job["reply"]))
-    if stopped == "timeout":
+    if reply is not None and not reply.get("stopped"):  # it ran to its end, whatever came after
+        error = reply.get("error")
+    elif stopped == "timeout":
         error = (f"TimeoutError: still running after its time limit of {spec['time_limit']:g} s, "
                  "so it was stopped (cifarkit run --time-limit)")
     elif stopped == "cancelled":
@@ -312,7 +321,7 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         error = (f"the notebook's process ended (exit code {proc.returncode}) without an answer: "
                  f"{_log_tail(Path(base + '.log'))}")
     else:
-        error = reply.get("error")
+        error = "the notebook's process was stopped by a signal (SIGTERM) that this run did not send"
     finished = time.time()
     worker = dict(where, attempts=attempt, threads=threads,
                   started_at=_iso(started), finished_at=_iso(finished),
@@ -353,8 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = execute_notebook(Path(job["notebook"]), Path(job["output"]), Path(job["run_dir"]),
                                  job["parameters"], job["kernel_name"], kernel_engine_kwargs(),
                                  partial=Path(job["partial"]))
-    except KeyboardInterrupt:
-        error = "stopped"
+    except KeyboardInterrupt:  # SIGTERM: the time limit or Ctrl-C; run_task words it
+        atomic_write_text(job["reply"], json.dumps({"error": None, "stopped": True}))
+        return 0
     atomic_write_text(job["reply"], json.dumps({"error": error}))
     return 0
 
@@ -702,7 +712,8 @@ class _Batch:
             return None
         started, finished = float(attempts[-1].get("started", 0.0)), reply_file.stat().st_mtime
         worker = dict(self._last_worker(key) or {}, started_at=_iso(started), finished_at=_iso(finished))
-        return {"key": key, "error": reply.get("error"), "duration_s": finished - started, "worker": worker}
+        return {"key": key, "error": INTERRUPTED if reply.get("stopped") else reply.get("error"),
+                "duration_s": finished - started, "worker": worker}
 
     def _watch(self, client: Any, no_worker_since: float | None) -> float | None:
         """Fail what can no longer finish: tasks whose worker is silent past their time limit, and
