@@ -220,6 +220,8 @@ def _wait_for(paths, cli: "Cli | None" = None, timeout: float = 300) -> list[Pat
         if cli is not None and cli.proc.poll() is not None:
             raise AssertionError(f"the run ended first (exit {cli.proc.returncode}): {cli.proc.stderr.read()}")
         time.sleep(0.2)
+    if cli is not None:
+        cli.kill()  # a failed wait stops what the test started
     raise AssertionError(f"nothing appeared within {timeout} s")
 
 
