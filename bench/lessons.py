@@ -3,12 +3,16 @@
     python bench/lessons.py                         # 3 seeds x (synthetic, CIFAR-10 copy), all notebooks
     python bench/lessons.py --only 01,03 --seeds 0 1 --sources synthetic
     python bench/lessons.py --profile full --sources cifar10-unverified --seeds 0   # the full profiles
+    python bench/lessons.py --workers 2             # two notebooks at a time, 1 thread each
+    python bench/lessons.py --scheduler tcp://10.0.0.5:8786   # on a Dask cluster (docs/cluster.md)
 
-Each (data source, seed) pair is one run of `cifarkit run` (the same runner as `make run`, so
-notebooks 03 and 04 find notebook 01's model in the same run directory) into
-``bench/runs/lessons/<profile>-<source>-seed<seed>/``; a pair whose run directory already holds
-a finished ``summary.json`` is read, not run again (delete the folder to re-measure), so an
-interrupted sweep resumes where it stopped. Every notebook records its claims with their
+Each (data source, seed) pair is one run folder of the sweep, all of them executed by the kit's
+engine (`cifarkit.engine.run_batch`: the runner of `cifarkit run`, on Dask; notebooks 03 and 04
+find notebook 01's model in their own run folder and start after it) into
+``bench/runs/lessons/<profile>-<source>-seed<seed>/``; the default, ``--workers 1``, runs one
+notebook at a time with every core, as a sweep always did. A pair whose run directory already
+holds the ``summary.json`` of a run that Ctrl-C did not cut short is read, not run again (delete the
+folder to re-measure), so an interrupted sweep resumes where it stopped. Every notebook records its claims with their
 verdicts (`cifarkit.claims`); this script tables claim x run -> verdict into
 ``bench/lessons_<profile>.json`` and prints the Markdown table that `bench/run_all.py` puts into
 bench/results.md (section "lessons"). A benchmark, not a test: nothing here is timed against a
@@ -33,66 +37,51 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from cifarkit.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE  # noqa: E402
+from cifarkit.sweep import claims_table as table, collect  # noqa: E402,F401  (the claim x run table)
 
 SOURCES = ("synthetic", "cifar10-unverified")
-MARKS = {HOLDS: "holds", FAILS: "**FAILS**", INCONCLUSIVE: "*inconclusive*", NOT_TESTABLE: "n/t"}
 
 
-def run_pair(profile: str, source: str, seed: int, only, out_root: Path) -> Path:
-    """Run (or reuse) the notebooks for one (source, seed) pair; return the run directory."""
-    from cifarkit.runner import run_notebooks
-
-    run_dir = out_root / f"{profile}-{source}-seed{seed}"
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        print(f"reusing {run_dir}", flush=True)
-        return run_dir
-    if run_dir.exists():  # an interrupted run: start the pair again
-        import shutil
-        shutil.rmtree(run_dir)
-    t0 = time.perf_counter()
-    run_notebooks(REPO / "notebooks", profile=profile, only=only, out=run_dir,
-                  parameters={"seed": seed, "data_source": source})
-    print(f"{profile} {source} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return run_dir
+def run_label(source: str, seed: int) -> str:
+    """The column of a (source, seed) pair in the tables: ``synthetic seed 0``, ``CIFAR-10 copy seed 1``."""
+    return f"{'synthetic' if source == 'synthetic' else 'CIFAR-10 copy'} seed {seed}"
 
 
-def collect(run_dir: Path) -> dict:
-    """{notebook: {"status", "seconds", "claims": [...]}} from a run directory's summary.json."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    out = {}
-    for nb in summary["notebooks"]:
-        metrics = nb.get("metrics") or {}
-        out[nb["name"]] = {"status": nb["status"], "seconds": nb["duration_s"], "error": nb.get("error"),
-                           "claims": metrics.get("claims") or []}
-    return out
+def pairs(profile: str, sources, seeds, out_root: Path) -> list[tuple[Path, dict]]:
+    """The sweep's runs, ``(run folder, {"seed", "data_source"})`` for each (source, seed) pair."""
+    return [(out_root / f"{profile}-{source}-seed{seed}", {"seed": seed, "data_source": source})
+            for source in sources for seed in seeds]
 
 
-def table(results: dict) -> list[str]:
-    """Markdown: one row per claim, one column per run, the verdict in each cell."""
-    runs = list(results)
-    lines = ["| notebook | claim | " + " | ".join(runs) + " |", "|---|---|" + "---|" * len(runs)]
-    notebooks = sorted({nb for r in results.values() for nb in r})
-    for nb in notebooks:
-        names = []
-        for r in results.values():
-            for c in r.get(nb, {}).get("claims", []):
-                if c["name"] not in [n for n, _ in names]:
-                    names.append((c["name"], c["statement"]))
-        for name, statement in names:
-            cells = []
-            for run in runs:
-                entry = results[run].get(nb, {})
-                found = [c for c in entry.get("claims", []) if c["name"] == name]
-                if found:
-                    cells.append(MARKS.get(found[0]["verdict"], found[0]["verdict"]))
-                else:
-                    cells.append("FAILED" if entry.get("status") not in (None, "ok") else "-")
-            lines.append(f"| {nb} | {statement} | " + " | ".join(cells) + " |")
-        failed = [run for run in runs if results[run].get(nb, {}).get("status") not in (None, "ok")]
-        if failed:
-            lines.append(f"| {nb} | (notebook failed in: {', '.join(failed)}) |" + " |" * len(runs))
-    return lines
+def finished(run_dir: Path) -> bool:
+    """Whether a pair's run folder holds the report of a run that was not interrupted."""
+    try:
+        notebooks = json.loads((run_dir / "summary.json").read_text())["notebooks"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return not any(str(nb.get("error") or "").startswith("KeyboardInterrupt") for nb in notebooks)
+
+
+def run_pairs(profile: str, runs: list, only, workers=None, scheduler=None, notebooks_dir=REPO / "notebooks") -> None:
+    """Run the pairs whose folder holds no finished ``summary.json`` through the engine (an
+    interrupted pair's folder is started again), all in one batch; say each pair's seconds."""
+    from cifarkit.engine import run_batch
+
+    todo = []
+    for run_dir, params in runs:
+        if finished(run_dir):
+            print(f"reusing {run_dir}", flush=True)
+            continue
+        if run_dir.exists():  # an interrupted run: start the pair again
+            import shutil
+            shutil.rmtree(run_dir)
+        todo.append((run_dir, params))
+    if not todo:
+        return
+    done = run_batch(notebooks_dir, todo, profile=profile, only=only, workers=workers, scheduler=scheduler,
+                     labels=[run_label(p["data_source"], p["seed"]) for _, p in todo])
+    for (_, params), result in zip(todo, done):
+        print(f"{profile} {params['data_source']} seed {params['seed']}: {result.duration_s:.0f} s", flush=True)
 
 
 def totals(results: dict) -> dict:
@@ -144,11 +133,14 @@ def main(argv=None) -> dict:
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument("--only", help="notebook prefixes, e.g. 01,03")
     p.add_argument("--out", default=str(HERE / "runs" / "lessons"))
+    engine = p.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=int, default=None, help="Dask worker processes on this machine (default 1)")
+    engine.add_argument("--scheduler", help="the address of a running Dask scheduler (docs/cluster.md)")
     args = p.parse_args(argv)
     from cifarkit import data as ckdata
 
     only = args.only.split(",") if args.only else None
-    results, skipped = {}, []
+    sources, skipped = [], []
     for source in args.sources:
         if source != "synthetic":
             try:
@@ -156,10 +148,11 @@ def main(argv=None) -> dict:
             except Exception as e:  # noqa: BLE001 - any reason the copy cannot be loaded skips it
                 skipped.append(f"{source}: {e}")
                 continue
-        for seed in args.seeds:
-            run_dir = run_pair(args.profile, source, seed, only, Path(args.out))
-            label = f"{'synthetic' if source == 'synthetic' else 'CIFAR-10 copy'} seed {seed}"
-            results[label] = collect(run_dir)
+        sources.append(source)
+    runs = pairs(args.profile, sources, args.seeds, Path(args.out))
+    workers = args.workers if args.workers or args.scheduler else 1
+    run_pairs(args.profile, runs, only, workers=workers, scheduler=args.scheduler)
+    results = {run_label(params["data_source"], params["seed"]): collect(run_dir) for run_dir, params in runs}
     path = HERE / f"lessons_{args.profile}.json"
     results, commands = merged(path, results, shlex.join(["python", "bench/lessons.py", *(argv or sys.argv[1:])]))
     summary = {"profile": args.profile, "command": "; ".join(commands),

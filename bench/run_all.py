@@ -6,6 +6,9 @@ background) are read from bench/accuracy_results.json and tabled, not re-measure
 
     python bench/run_all.py [--skip-suite] [--only loop,caching,precision,suite,memory,lessons,book]
 
+Sections "speedrun" and "cluster" are always re-tabled from their records (bench/speedrun_ablation.py
+--record, bench/cluster.py), whose measurements take hours and run by hand.
+
 With `--only`, the sections not re-measured are kept from the current results.md (each section
 says when it was measured); `--only accuracy` measures nothing and just rewrites the table of
 bench/accuracy.py's runs.
@@ -31,6 +34,7 @@ sys.path.insert(0, str(HERE))
 import accuracy  # noqa: E402
 import book_build  # noqa: E402
 import cpu_modes  # noqa: E402
+import cluster  # noqa: E402
 import feature_caching  # noqa: E402
 import lessons  # noqa: E402
 import loop_throughput  # noqa: E402
@@ -370,11 +374,22 @@ def book_section() -> list[str]:
     ]
 
 
+def cluster_section() -> list[str]:
+    """Section 11: the quick suite and the lessons sweep on Dask, one machine two ways, as
+    `python bench/cluster.py --lessons` recorded them in bench/cluster_results.json (hours: re-tabled,
+    not measured), and the lessons sweep on k machines projected from bench/lessons_quick.json."""
+    record = json.loads(cluster.RECORD.read_text()) if cluster.RECORD.is_file() else None
+    path = HERE / "lessons_quick.json"
+    return cluster.section(record, json.loads(path.read_text()) if path.is_file() else None,
+                           cluster.dependencies(sorted((REPO / "notebooks").glob("*.ipynb"))))
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
-            "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section, "book": book_section}
+            "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section, "book": book_section,
+            "cluster": cluster_section}
 #: sections tabled from a record that a long benchmark of their own keeps: re-tabled, never measured here
-RECORDED = {"speedrun", "cpu", "gpu"}
+RECORDED = {"speedrun", "cpu", "gpu", "cluster"}
 MARK = "<!-- section: {} -->"
 
 

@@ -4,12 +4,17 @@
     python -m cifarkit data download                  # fetch and md5-check CIFAR-10
     python -m cifarkit data prepare --from DIR [--no-verify]
     python -m cifarkit run [--profile quick|full] [--only 01,05] [--out DIR] [-p NAME=VALUE ...]
+                           [--workers N | --scheduler ADDRESS] [--time-limit SECONDS]
+    python -m cifarkit run -p seed=0,1,2 -p data_source=synthetic,cifar10-unverified --workers 2   # a sweep
     python -m cifarkit slides RUN_DIR [--out slides]
     python -m cifarkit book RUN_DIR [--out DIR]      # the run as a static website (cifarkit.book)
 
 Errors are one line on stderr with a non-zero exit status (no traceback): bad input raises
 ValueError/OSError with a message naming the argument or the file, and `main` prints it on one line.
-`-p` values are checked against the parameter schema (`cifarkit.params`) before any kernel starts.
+`-p` values are checked against the parameter schema (`cifarkit.params`) before any kernel starts; a
+value with commas (outside brackets and quotes) is a sweep, one run folder per combination
+(`cifarkit.sweep`). `--workers` / `--scheduler` run the notebooks on Dask (`cifarkit.engine`;
+docs/cluster.md); without them, and without a sweep, `run` is the one-process runner it always was.
 """
 from __future__ import annotations
 
@@ -51,7 +56,19 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="set a notebook parameter (repeatable); checked against the parameter schema "
                           "(cifarkit/params.py) before any notebook runs: "
                           + "; ".join(f"{n}: {spec.accepts}" for n, spec in SCHEMA.items()
-                                      if n != "profile").replace("%", "%%"))
+                                      if n != "profile").replace("%", "%%")
+                          + ". A value with commas is a sweep, one run per combination: -p seed=0,1,2 "
+                            "(a list parameter brackets each list: seeds=[0,1],[2])")
+    engine = run.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=_positive(int, "a whole number >= 1"), metavar="N",
+                        help="run the notebooks on a Dask LocalCluster of N worker processes on this machine, "
+                             "each notebook with its share of the cores (independent notebooks in parallel)")
+    engine.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run them on the workers of a running Dask scheduler, e.g. tcp://10.0.0.5:8786; "
+                             "the run folder must be on a file system every worker mounts (docs/cluster.md)")
+    run.add_argument("--time-limit", type=_positive(float, "a number of seconds > 0"), metavar="SECONDS",
+                     help="with --workers/--scheduler: stop a notebook that runs longer and report it failed "
+                          "(default: 2 hours with --profile quick, 72 with full)")
 
     slides = sub.add_parser("slides", help="build reveal.js slide decks from an executed run")
     slides.add_argument("run_dir")
@@ -61,6 +78,19 @@ def _build_parser() -> argparse.ArgumentParser:
     book.add_argument("run_dir", metavar="RUN_DIR")
     book.add_argument("--out", help="site folder (default: build/book/<run name>/)")
     return parser
+
+
+def _positive(kind, what: str):
+    """An argparse type: `kind` (int or float) of `text`, which must be > 0 and finite."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
 
 
 def _data_command(args) -> int:

@@ -1,13 +1,18 @@
 """Files in and out, safely: `atomic_write` / `atomic_save` (a kill never leaves a cut file or,
-after the next save, an orphaned temporary one), `safe_load` (no code from the file runs) and
-`open_url` (a download whose every network wait is bounded by `DOWNLOAD_TIMEOUT_S`).
+after the next save, an orphaned temporary one; a full disk is one line naming the file),
+`safe_load` (no code from the file runs) and `open_url` (a download whose every network wait is
+bounded by `DOWNLOAD_TIMEOUT_S`).
 
 The one home of these for the whole kit: checkpoints (`cifarkit.callbacks`), the CIFAR-10 caches
-and download (`cifarkit.data`) and the pretrained weights (`cifarkit.weights`) all go through them.
+and download (`cifarkit.data`), the pretrained weights (`cifarkit.weights`), the notebooks' metrics
+files (`cifarkit.results`) and the run reports (`cifarkit.runner`, `cifarkit.engine`) all go
+through them. torch is imported only by the functions that need it, so the runner can write
+files without loading it.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import re
@@ -20,12 +25,18 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-import torch
-
 from .validation import WrongTypeError
 
-__all__ = ["STALE_TEMP_AGE_S", "remove_stale_temps", "atomic_write", "atomic_save", "safe_load",
-           "DOWNLOAD_TIMEOUT_S", "resolve_host", "open_url"]
+__all__ = ["STALE_TEMP_AGE_S", "remove_stale_temps", "atomic_write", "atomic_save", "atomic_write_text",
+           "safe_load", "DOWNLOAD_TIMEOUT_S", "resolve_host", "open_url", "disk_full_error"]
+
+#: This process's umask (read once, at import): `atomic_write` gives a new file the mode a plain
+#: ``open(path, "w")`` would, not mkstemp's owner-only 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+#: The errors of a full disk (or of a used-up quota), which `atomic_write` words as one line naming the file.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 #: A temporary file of a save older than this (in seconds) is stale even if its writer's pid is in use.
@@ -80,6 +91,19 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def disk_full_error(exc: BaseException, path) -> OSError | None:
+    """A one-line `OSError` naming `path` when `exc`, or an exception it arose from, is a full disk
+    (`DISK_FULL`); else None. (torch.save reports a full disk as a ``RuntimeError`` about a zip
+    position, with the `OSError` only in its context.)"""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return OSError(exc.errno, f"{os.strerror(exc.errno)}: could not write {path}")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_write(path):
     """Write a file atomically: ``with atomic_write(path) as f: f.write(...)``.
@@ -89,28 +113,47 @@ def atomic_write(path):
     at any moment leaves either the old file or the new one, never a truncated one. If the block
     raises, the temporary file is removed and `path` is left as it was. Orphans of earlier,
     killed saves to the same `path` are removed first (`remove_stale_temps`). Missing folders are
-    created. `OSError`s (a read-only folder, a full disk) propagate unchanged.
+    created. A full disk raises one line naming `path` (``OSError: [Errno 28] No space left on
+    device: could not write <path>``; the previous version stays); other `OSError`s (a read-only
+    folder) propagate unchanged.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise disk_full_error(exc, path) or exc
+    try:
+        with contextlib.suppress(OSError, AttributeError):  # keep the file's mode, else the usual one
+            os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        full = disk_full_error(exc, path)
+        if full is not None:
+            raise full from None
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through `atomic_write`; return the path."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
+    return Path(path)
 
 
 def atomic_save(obj, path) -> None:
     """`torch.save(obj)` to `path` through `atomic_write`: the file is always either the old
     version or the new one, and no temporary file outlives the next save."""
+    import torch
+
     with atomic_write(path) as f:
         torch.save(obj, f)
 
@@ -141,6 +184,8 @@ def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False,
     refused one (naming what it asked to import and, when given, the `opt_in` that would load it
     anyway).
     """
+    import torch
+
     if not isinstance(path, (str, os.PathLike)):
         raise WrongTypeError(f"the {what} path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)

@@ -1,7 +1,8 @@
 """Which parameters a notebook takes, and turning ``-p NAME=VALUE`` into checked values.
 
 `notebook_parameters` asks papermill which names and defaults each notebook's ``parameters``
-cell declares; `parse_cli_parameters` parses command-line values and `plan_parameters` decides
+cell declares; `parse_cli_parameters` parses command-line values, `parse_cli_sweep` reads
+``-p seed=0,1,2`` as a sweep (one value per comma-separated piece) and `plan_parameters` decides
 what each notebook gets. Values are checked against the parameter schema of `cifarkit.params`
 (type, range or choices, None allowed or not); a notebook parameter missing from the schema, or a
 notebook default that does not fit it, is an error. Used by `cifarkit.runner`.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .params import SCHEMA, ParameterError, Spec
+from .params import SCHEMA, ListOf, OneOf, ParameterError, Spec
 
 _TRUE_WORDS = {"true", "yes", "1"}
 _FALSE_WORDS = {"false", "no", "0"}
@@ -351,6 +352,81 @@ def parse_cli_parameters(items: Sequence[str] | None,
             raise ParameterError(
                 f"parameter {name!r} expects {kind}, got {text!r}: {exc}"
             ) from None
+    return out
+
+
+def split_top_level(text: str) -> list[str]:
+    """`text` cut at its commas that stand outside brackets, braces, parentheses and quotes:
+    ``"0,1"`` -> ``["0", "1"]``, ``"[1, 2],[3]"`` -> ``["[1, 2]", "[3]"]``, ``"'a,b'"`` -> one piece.
+    Unbalanced brackets or quotes: the whole text, one piece (its parser then says what is wrong)."""
+    pieces, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return [text]
+        elif char == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    if depth or quote:
+        return [text]
+    return pieces + [text[start:]]
+
+
+def _takes_lists(name: str, kinds: Mapping[str, set[str]] | None, schema: Mapping[str, Spec]) -> bool:
+    """Whether parameter `name` accepts a list value (its schema entry, else its notebook default)."""
+    def lists(spec: Spec) -> bool:
+        return isinstance(spec, ListOf) or (isinstance(spec, OneOf) and any(lists(o) for o in spec.options))
+    if name in schema:
+        return lists(schema[name])
+    return bool(kinds and kinds.get(name, set()) & {"list", "tuple", "dict"})
+
+
+def parse_cli_sweep(items: Sequence[str] | None,
+                    notebook_params: Mapping[str, Any] | None = None,
+                    schema: Mapping[str, Spec] | None = None) -> dict[str, list[Any]]:
+    """Parse ``["NAME=VALUE", ...]`` where a value may be a sweep: ``{name: [value, ...]}``.
+
+    A value with commas outside brackets and quotes (`split_top_level`) is a sweep, one value per
+    piece: ``seed=0,1,2`` -> ``[0, 1, 2]``, ``data_source=synthetic,cifar10-unverified`` -> two
+    strings; any other value is a list of one. Each piece is parsed and checked exactly as
+    `parse_cli_parameters` parses a single value, so ``model='a,b'`` stays one string. A parameter
+    that takes lists (``seeds``, ``widths``) must bracket each list: ``seeds=[0,1,2]`` is one list,
+    ``seeds=[0,1],[2]`` a sweep over two lists, and ``seeds=0,1,2`` is refused as ambiguous (it was
+    one list before sweeps existed). A value repeated within one sweep is refused, and so is a name
+    given twice. Raises :class:`ParameterError` before anything runs.
+    """
+    schema = SCHEMA if schema is None else schema
+    kinds = _kinds_by_name(notebook_params)
+    out: dict[str, list[Any]] = {}
+    for item in items or []:
+        if not isinstance(item, str) or "=" not in item:
+            parse_cli_parameters([item], notebook_params, schema)  # raises its one-line error
+        name, text = item.split("=", 1)
+        name = name.strip()
+        pieces = split_top_level(text)
+        if len(pieces) == 1:
+            values = [parse_cli_parameters([item], notebook_params, schema)[name]]
+        else:
+            if _takes_lists(name, kinds, schema) and not all(p.strip()[:1] in ("[", "(") for p in pieces):
+                raise ParameterError(
+                    f"parameter {name!r} takes a list, so {name}={text} is ambiguous: write {name}=[{text}] "
+                    f"for one list, or bracket each list ({name}=[0,1],[2]) to sweep over lists")
+            if any(not p.strip() for p in pieces):
+                raise ParameterError(f"parameter {name!r}: the sweep {text!r} has an empty value")
+            values = [parse_cli_parameters([f"{name}={p.strip()}"], notebook_params, schema)[name] for p in pieces]
+            repeated = [v for i, v in enumerate(values) if v in values[:i]]
+            if repeated:
+                raise ParameterError(f"parameter {name!r}: the sweep {text!r} names {repeated[0]!r} twice")
+        if name in out:
+            raise ParameterError(f"parameter {name!r} given more than once")
+        out[name] = values
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from . import settings
+from .files import atomic_write_text
 from .summary import check_claims
 
 #: What `record_results` accepts as a name: a plain file stem, no folders, no "..".
@@ -63,7 +64,8 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
     with ``name``, ``statement``, ``verdict`` (one of `cifarkit.claims.VERDICTS`), ``case``,
     ``evidence`` and ``reason``; they are checked and stored under ``"claims"``, which the run
-    report turns into verdict tables.
+    report turns into verdict tables. The file is written atomically (`cifarkit.files.atomic_write`):
+    a kill leaves the old file or the new one, and a full disk raises one line naming it.
     """
     from . import devices
 
@@ -97,7 +99,7 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     out = results_dir()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.metrics.json"
-    path.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True))  # never half-written
     n_claims = len(payload.get("claims", []))
     print(f"Recorded {len(metrics) - ('claims' in metrics)} metrics"
           f"{f' and {n_claims} claim(s)' if n_claims else ''} in {path}")

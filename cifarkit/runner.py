@@ -59,6 +59,14 @@ Each notebook's kernel sees these variables (restored when the run ends):
   unset and each notebook decides for itself. When the answer is ``0`` the
   run's first line says so (:data:`OFFLINE_LINE`), once.
 
+On Dask
+-------
+``cifarkit run --workers N`` / ``--scheduler ADDRESS`` and sweeps (``-p seed=0,1,2``) go through
+:func:`cifarkit.engine.run_batch`, which runs each notebook with the functions below
+(:func:`execute_notebook`, :func:`notebook_result`, :func:`write_report`) on a Dask worker, with the
+same kernel environment plus its share of the cores (``OMP_NUM_THREADS``), and writes the same
+report with a Worker column. Without those, ``cifarkit run`` is :func:`run_notebooks`, unchanged.
+
 Kernels talk to the runner over CurveZMQ-encrypted sockets when pyzmq and
 the kernelspec support it (ipykernel >= 7 kernelspecs do), which is also what
 keeps ipykernel's "Kernel is running over TCP without encryption" warning out
@@ -83,6 +91,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["RunResult", "new_run_dir", "run_notebooks", "format_failures", "main_run", "default_notebooks_dir"]
 
+from .files import atomic_write_text, disk_full_error
 from .notebook_params import (ParameterError, ParamSpec, list_notebooks, notebook_parameters,
                               parse_cli_parameters, plan_parameters)
 from .params import SCHEMA, Spec
@@ -381,6 +390,102 @@ def _extract_figures(executed: Path, figures_dir: Path, stem: str) -> list[Path]
 # The runner
 # --------------------------------------------------------------------------
 
+def check_run_arguments(notebooks_dir: str | os.PathLike, profile: str, only: str | Iterable[str] | None,
+                        out: str | os.PathLike | None, progress: bool, kernel_name: str | None,
+                        schema: Mapping[str, Spec] | None) -> tuple[list[Path], dict[str, dict[str, ParamSpec]]]:
+    """Check the arguments `run_notebooks` and `cifarkit.engine.run_batch` share (one-line errors
+    naming the argument); return the selected notebooks and their parameter specs."""
+    if not isinstance(profile, str) or not profile.strip():
+        raise ValueError(f"profile must be a non-empty string, got {profile!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name.strip()):
+        raise TypeError(f"kernel_name must be a kernel name (str) or None, got {kernel_name!r}")
+    if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
+        raise TypeError(f"out must be a directory path or None, got {out!r}")
+    notebooks = list_notebooks(notebooks_dir, only)
+    return notebooks, notebook_parameters(notebooks)
+
+
+def network_for(specs: Mapping[str, Mapping[str, ParamSpec]],
+                plans: Iterable[Mapping[str, Mapping[str, Any]]]) -> str | None:
+    """The run's ``CIFARKIT_NETWORK`` (see the module docstring): probed once when some notebook of
+    some plan gets ``data_source="auto"``, else None."""
+    return _probe_network() if any(_wants_auto_data(specs, plan) for plan in plans) else None
+
+
+def kernel_engine_kwargs() -> dict[str, Any]:
+    """papermill's extra arguments for every kernel (the transport encryption, where supported)."""
+    config = _kernel_config()
+    return {} if config is None else {"config": config}
+
+
+def execute_notebook(path: Path, output: Path, run_dir: Path, parameters: Mapping[str, Any],
+                     kernel_name: str | None, engine_kwargs: Mapping[str, Any],
+                     partial: Path | None = None) -> str | None:
+    """Execute `path` with papermill into `output` (cwd `run_dir`); return None, or the one-line
+    error when it failed. ``KeyboardInterrupt`` propagates.
+
+    With `partial`, papermill writes there (it saves after every cell) and the copy is moved onto
+    `output` in one rename when it stops, whatever stopped it, so `output` is never half-written;
+    without it (`run_notebooks`) papermill writes `output` itself. A full disk is one line naming
+    the file.
+    """
+    import papermill
+
+    target = partial or output
+    try:
+        papermill.execute_notebook(
+            str(path.resolve()), str(target), parameters=dict(parameters),
+            cwd=str(run_dir), kernel_name=kernel_name,
+            progress_bar=False, log_output=False, **engine_kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001 - one failure must not stop the run
+        full = disk_full_error(exc, target)
+        return _error_summary(full if full is not None else exc)
+    finally:
+        if partial is not None and partial.exists():
+            os.replace(partial, output)
+    return None
+
+
+def notebook_result(path: Path, output: Path, run_dir: Path, parameters: Mapping[str, Any],
+                    error: str | None, duration: float, worker: Mapping[str, Any] | None = None) -> NotebookResult:
+    """What a finished notebook left in `run_dir`: its executed copy, metrics and figures."""
+    metrics, note = _read_metrics(run_dir / f"{path.stem}.metrics.json")
+    figures = _extract_figures(output, run_dir / "figures", path.stem) if output.exists() else []
+    return NotebookResult(
+        name=path.name, path=path, output=output if output.exists() else None,
+        status="ok" if error is None else "failed", duration_s=duration,
+        parameters=dict(parameters), error=error, metrics=metrics, metrics_note=note,
+        figures=figures, worker=dict(worker) if worker else None,
+    )
+
+
+def progress_line(nb: NotebookResult, suffix: str = "") -> str:
+    """The line printed when a notebook finishes: name, status, seconds (and `suffix`), its error."""
+    tail = f"  {nb.error}" if nb.error else ""
+    return f"{nb.name:<40s} {nb.status:<6s} {nb.duration_s:7.1f} s{suffix}{tail}"
+
+
+def write_report(results: list[NotebookResult], run_dir: Path, profile: str, parameters: Mapping[str, Any],
+                 started_at: str, duration_s: float, kernel_name: str | None,
+                 engine: Mapping[str, Any] | None = None) -> RunResult:
+    """Write ``summary.json`` and ``summary.md`` (atomically) for `results`; return the RunResult."""
+    summary = summary_dict(results, run_dir, profile, parameters or {}, started_at, duration_s, kernel_name)
+    if engine:
+        summary["engine"] = dict(engine)
+    summary_json = atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    summary_md = atomic_write_text(run_dir / "summary.md", render_summary_markdown(summary))
+    return RunResult(run_dir=run_dir, notebooks=results, profile=profile, started_at=started_at,
+                     duration_s=duration_s, summary_json=summary_json, summary_md=summary_md)
+
+
+def now_iso() -> str:
+    """The local time, for ``started_at``."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str = "quick",
                   only: str | Iterable[str] | None = None, out: str | os.PathLike | None = None,
                   parameters: Mapping[str, Any] | None = None, progress: bool = True,
@@ -423,27 +528,18 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     :class:`RunResult`; ``result.ok`` is False if any notebook failed.
     On Ctrl-C the run stops after the current notebook (marked failed), the
     summary of what ran is written, and ``KeyboardInterrupt`` is re-raised.
+    The notebooks run one after another in this process;
+    :func:`cifarkit.engine.run_batch` runs them on Dask workers (``cifarkit
+    run --workers N`` / ``--scheduler ADDRESS``) and sweeps.
     """
-    import papermill
     from tqdm.auto import tqdm
 
-    if not isinstance(profile, str) or not profile.strip():
-        raise ValueError(f"profile must be a non-empty string, got {profile!r}")
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name.strip()):
-        raise TypeError(f"kernel_name must be a kernel name (str) or None, got {kernel_name!r}")
-    if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
-        raise TypeError(f"out must be a directory path or None, got {out!r}")
-    schema = SCHEMA if schema is None else schema
-    notebooks = list_notebooks(notebooks_dir, only)
-    specs = notebook_parameters(notebooks)
-    plan = plan_parameters(specs, parameters, profile, schema)
+    notebooks, specs = check_run_arguments(notebooks_dir, profile, only, out, progress, kernel_name, schema)
+    plan = plan_parameters(specs, parameters, profile, SCHEMA if schema is None else schema)
     _check_kernels(notebooks, kernel_name)
 
     run_dir = (new_run_dir("runs", profile) if out is None else _prepare_out_dir(out)).resolve()
-    figures_dir = run_dir / "figures"
-    started_at = datetime.now().astimezone().isoformat(timespec="seconds")
+    started_at = now_iso()
     t_run = time.perf_counter()
     results: list[NotebookResult] = []
     interrupted = False
@@ -452,13 +548,10 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
         if progress:
             tqdm.write(line, file=sys.stdout)
 
-    network = _probe_network() if _wants_auto_data(specs, plan) else None
+    network = network_for(specs, [plan])
     if network == "0":
         say(OFFLINE_LINE)
-    engine_kwargs = {}
-    kernel_config = _kernel_config()
-    if kernel_config is not None:
-        engine_kwargs["config"] = kernel_config
+    engine_kwargs = kernel_engine_kwargs()
     # a bar redraws itself with \r: fine on a terminal, one endless line in a CI log or a file
     show_bar = progress and _isatty(sys.stderr)
     bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not show_bar, file=sys.stderr)
@@ -467,49 +560,25 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
             bar.set_postfix_str(path.name)
             output = run_dir / path.name
             t0 = time.perf_counter()
-            error = None
             try:
                 with _KernelEnv({"CIFARKIT_NOTEBOOK": path.stem}):  # the metrics file the runner reads
-                    papermill.execute_notebook(
-                        str(path.resolve()), str(output), parameters=plan[path.name],
-                        cwd=str(run_dir), kernel_name=kernel_name,
-                        progress_bar=False, log_output=False, **engine_kwargs,
-                    )
-            except Exception as exc:  # noqa: BLE001 - one failure must not stop the run
-                error = _error_summary(exc)
+                    error = execute_notebook(path, output, run_dir, plan[path.name], kernel_name, engine_kwargs)
             except KeyboardInterrupt:
                 error = "KeyboardInterrupt: run interrupted by the user"
                 interrupted = True
-            duration = time.perf_counter() - t0
-            metrics, note = _read_metrics(run_dir / f"{path.stem}.metrics.json")
-            figures = _extract_figures(output, figures_dir, path.stem) if output.exists() else []
-            nb_result = NotebookResult(
-                name=path.name, path=path, output=output if output.exists() else None,
-                status="ok" if error is None else "failed", duration_s=duration,
-                parameters=plan[path.name], error=error, metrics=metrics, metrics_note=note,
-                figures=figures,
-            )
+            nb_result = notebook_result(path, output, run_dir, plan[path.name], error, time.perf_counter() - t0)
             results.append(nb_result)
-            tail = f"  {error}" if error else ""
-            say(f"{path.name:<40s} {nb_result.status:<6s} {duration:7.1f} s{tail}")
+            say(progress_line(nb_result))
             if interrupted:
                 break
     bar.close()
 
-    duration_s = time.perf_counter() - t_run
-    summary = summary_dict(results, run_dir, profile, parameters or {}, started_at,
-                            duration_s, kernel_name)
-    summary_json = run_dir / "summary.json"
-    summary_md = run_dir / "summary.md"
-    summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    summary_md.write_text(render_summary_markdown(summary), encoding="utf-8")
-    result = RunResult(run_dir=run_dir, notebooks=results, profile=profile,
-                       started_at=started_at, duration_s=duration_s,
-                       summary_json=summary_json, summary_md=summary_md)
-    say(f"{len(results) - len(result.failed)}/{len(results)} notebooks ok in {duration_s:.1f} s; "
-        f"report: {summary_md}")
+    result = write_report(results, run_dir, profile, parameters or {}, started_at,
+                          time.perf_counter() - t_run, kernel_name)
+    say(f"{len(results) - len(result.failed)}/{len(results)} notebooks ok in {result.duration_s:.1f} s; "
+        f"report: {result.summary_md}")
     if interrupted:  # the report covers what ran; let the caller see the interrupt
-        raise KeyboardInterrupt(f"run interrupted; partial report in {summary_md}")
+        raise KeyboardInterrupt(f"run interrupted; partial report in {result.summary_md}")
     return result
 
 
@@ -528,22 +597,37 @@ def main_run(args: Any) -> int:
 
     ``args`` needs ``profile``, ``only`` (comma-separated prefixes or None),
     ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
-    ``parameter`` (list of ``NAME=VALUE``); ``kernel`` and ``schema`` are
-    optional. Bad
-    input raises ``ValueError``/``OSError`` before anything runs. Returns 0
-    when every notebook passed, 1 otherwise (the failures are printed to
-    stderr).
+    ``parameter`` (list of ``NAME=VALUE``); ``kernel``, ``schema``,
+    ``workers``, ``scheduler`` and ``time_limit`` are optional. A ``-p`` value
+    with commas is a sweep (:mod:`cifarkit.sweep`); ``workers``/``scheduler``
+    run the notebooks on Dask (:mod:`cifarkit.engine`); without either, and
+    without a sweep, this is :func:`run_notebooks`. Bad input raises
+    ``ValueError``/``OSError`` before anything runs. Returns 0 when every
+    notebook passed, 1 otherwise (the failures are printed to stderr).
     """
+    from .notebook_params import parse_cli_sweep
+
     notebooks_dir = getattr(args, "notebooks", None) or default_notebooks_dir()
     only = getattr(args, "only", None)
     schema = getattr(args, "schema", None)
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    time_limit = getattr(args, "time_limit", None)
     paths = list_notebooks(notebooks_dir, only)
-    parameters = parse_cli_parameters(getattr(args, "parameter", None) or [], notebook_parameters(paths),
-                                      schema)
-    result = run_notebooks(notebooks_dir, profile=getattr(args, "profile", "quick"), only=only,
-                           out=getattr(args, "out", None), parameters=parameters,
-                           kernel_name=getattr(args, "kernel", None), schema=schema)
-    if result.ok:
+    sweep = parse_cli_sweep(getattr(args, "parameter", None) or [], notebook_parameters(paths), schema)
+    profile, out, kernel = getattr(args, "profile", "quick"), getattr(args, "out", None), getattr(args, "kernel", None)
+    if workers is None and scheduler is None and time_limit is None and all(len(v) == 1 for v in sweep.values()):
+        result = run_notebooks(notebooks_dir, profile=profile, only=only, out=out,
+                               parameters={name: values[0] for name, values in sweep.items()},
+                               kernel_name=kernel, schema=schema)
+        if result.ok:
+            return 0
+        sys.stderr.write(format_failures(result) + "\n")
+        return 1
+    from .sweep import run_sweep
+
+    swept = run_sweep(notebooks_dir, sweep, profile=profile, only=only, out=out, kernel_name=kernel, schema=schema,
+                      workers=workers, scheduler=scheduler, time_limit=time_limit)
+    if swept.ok:
         return 0
-    sys.stderr.write(format_failures(result) + "\n")
+    sys.stderr.write("\n".join(format_failures(r) for r in swept.runs if not r.ok) + "\n")
     return 1

@@ -49,7 +49,9 @@ class NotebookResult:
     (exception name and message) when it failed. ``output`` is the executed
     copy in the run directory (``None`` if papermill could not write one),
     ``metrics`` the content of ``<stem>.metrics.json`` (``None`` if the
-    notebook wrote none), ``figures`` the PNG files extracted from it.
+    notebook wrote none), ``figures`` the PNG files extracted from it. ``worker`` says where a
+    Dask worker ran it (``host``, ``worker``, ``attempts``, ``started_at``, ``finished_at``, ...;
+    see `cifarkit.engine`); None when the run executed it in its own process.
     """
 
     name: str
@@ -62,6 +64,7 @@ class NotebookResult:
     metrics: dict[str, Any] | None = None
     metrics_note: str | None = None
     figures: list[Path] = field(default_factory=list)
+    worker: dict[str, Any] | None = None
 
     @property
     def stem(self) -> str:
@@ -248,6 +251,7 @@ def summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
             "claims": claims,
             "claims_note": claims_note,
             "figures": [f.relative_to(run_dir).as_posix() for f in nb.figures],
+            **({"worker": nb.worker} if nb.worker else {}),  # only where a Dask worker ran it
         })
     return {
         "run_name": run_dir.name,
@@ -290,15 +294,34 @@ def run_table_markdown(summary: Mapping[str, Any]) -> list[str]:
         f"| Data source | {md_cell(joined(summary['data_source'], data_source_label))} |",
         f"| Started | {md_cell(summary['started_at'])} |",
         f"| Total duration | {float(summary['duration_s']):.1f} s |",
+        *([f"| Engine | {md_cell(summary['engine'].get('description', '?'))} |"] if summary.get("engine") else []),
         "",
     ]
 
 
+def worker_label(worker: Mapping[str, Any] | None) -> str:
+    """Where a Dask worker ran a notebook, for a table: ``host (worker name)``, and the attempts
+    when it took more than one; "-" when the run's own process ran it."""
+    if not worker:
+        return "-"
+    label = str(worker.get("host") or "?")
+    name = worker.get("name") or worker.get("address")
+    if name:
+        label += f" ({name})"
+    attempts = worker.get("attempts")
+    if isinstance(attempts, int) and attempts > 1:
+        label += f", attempt {attempts}"
+    return label
+
+
 def notebooks_table_markdown(notebooks: Iterable[Mapping[str, Any]], compact: bool = False) -> list[str]:
     """One row per notebook: name, status, seconds, data (and device, precision, error unless
-    `compact`, as on a slide)."""
+    `compact`, as on a slide; and the worker, when Dask workers ran them)."""
+    notebooks = list(notebooks)
+    workers = not compact and any(nb.get("worker") for nb in notebooks)
     head = ["Notebook", "Status", "Seconds", "Data"] + ([] if compact else ["Device", "Precision", "Error"])
     align = ["---", "---", "---:", "---"] + ([] if compact else ["---", "---", "---"])
+    head, align = head + ["Worker"] * workers, align + ["---"] * workers
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for nb in notebooks:
         m = nb.get("metrics") or {}
@@ -308,6 +331,8 @@ def notebooks_table_markdown(notebooks: Iterable[Mapping[str, Any]], compact: bo
         if not compact:
             cells += [md_cell(m.get("device", "-")), md_cell(m.get("precision", "-")),
                       md_cell(nb.get("error") or "")]
+        if workers:
+            cells.append(md_cell(worker_label(nb.get("worker"))))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     return lines
@@ -376,7 +401,7 @@ _SUMMARY_FIELDS: dict[str, tuple[tuple, Any]] = {
     "kernel_name": ((str, type(None)), None), "device": ((list, str), []), "precision": ((list, str), []),
     "data_source": ((list, str), []), "synthetic_data": ((bool,), False), "started_at": ((str,), "?"),
     "duration_s": (_NUMBER, 0.0), "ok": ((bool,), None), "failed": ((list,), None),
-    "verdicts": ((dict,), {}), "figures": ((list,), []),
+    "verdicts": ((dict,), {}), "figures": ((list,), []), "engine": ((dict, type(None)), None),
 }
 _NOTEBOOK_FIELDS: dict[str, tuple[tuple, Any]] = {
     "name": ((str,), _REQUIRED), "status": ((str,), "failed"), "duration_s": (_NUMBER, 0.0),
@@ -384,6 +409,7 @@ _NOTEBOOK_FIELDS: dict[str, tuple[tuple, Any]] = {
     "parameters": ((dict,), {}), "metrics": ((dict, type(None)), None),
     "metrics_note": ((str, type(None)), None), "claims": ((list,), []),
     "claims_note": ((str, type(None)), None), "figures": ((list, type(None)), None),
+    "worker": ((dict, type(None)), None),
 }
 
 

@@ -452,3 +452,76 @@ def test_cpu_modes_flop_counter_counts_a_kernels_cells(tmp_path, monkeypatch):
     finally:
         shell.run_cell("_cifarkit_flops.__exit__(None, None, None)")
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.timeout(600)
+def test_lessons_runs_its_pairs_through_the_engine_and_reuses_finished_ones(tmp_path, capsys):
+    import lessons
+    from test_engine import notebook
+
+    nbs = tmp_path / "nbs"
+    notebook(nbs, "01_a", sleep=0.1, makes=["m"])
+    notebook(nbs, "02_b", sleep=0.1, needs=["m"])
+    runs = lessons.pairs("quick", ["synthetic"], [0, 1], tmp_path / "out")
+    assert [p.name for p, _ in runs] == ["quick-synthetic-seed0", "quick-synthetic-seed1"]
+    lessons.run_pairs("quick", runs, None, workers=2, notebooks_dir=nbs)
+    out = capsys.readouterr().out
+    assert "quick synthetic seed 1: " in out and "[synthetic seed 1]" in out
+    for run_dir, params in runs:
+        collected = lessons.collect(run_dir)
+        assert set(collected) == {"01_a.ipynb", "02_b.ipynb"} and collected["02_b.ipynb"]["status"] == "ok"
+        assert collected["01_a.ipynb"]["worker"]["host"]
+    lessons.run_pairs("quick", runs, None, workers=2, notebooks_dir=nbs)
+    assert capsys.readouterr().out.count("reusing") == 2
+
+
+def test_cluster_projection_schedules_chains_and_parallel_work():
+    import cluster
+
+    deps = {"03": ["01"], "04": ["01", "03"]}
+    one = {"r": {"01": 10.0, "02": 10.0, "03": 5.0, "04": 5.0}}
+    assert cluster.project(one, deps, 1) == 30.0                  # all work on one slot
+    assert cluster.project(one, deps, 2) == 20.0                  # 01 -> 03 -> 04 beside 02
+    assert cluster.project(one, deps, 8) == 20.0                  # the chain is the floor
+    two = {"a": dict(one["r"]), "b": dict(one["r"])}
+    assert cluster.project(two, deps, 2) == 30.0 and cluster.project(two, deps, 4) == 20.0
+    assert cluster.lower_bound(two, deps, 3) == 20.0 and cluster.lower_bound(two, deps, 1) == 60.0
+    # the longest chain first: with 01 started first, 3 slots finish at the chain's 20 s
+    assert cluster.project({"r": {"01": 10.0, "x": 9.0, "y": 9.0, "03": 5.0, "04": 5.0}}, deps, 2) == 20.0
+    assert cluster.scaled(one, {"01": 2.0})["r"]["01"] == 20.0
+    record = {"suite": {"1 worker x 2 threads": {"runs": {"s": {"01": 10.0, "02": 8.0}}},
+                        "2 workers x 1 thread": {"runs": {"s": {"01": 15.0, "02": 8.0}}}}}
+    assert cluster.one_thread_factors(record) == {"01": 1.5, "02": 1.0}
+    with pytest.raises(ValueError, match="slots"):
+        cluster.project(one, deps, 0)
+
+
+@pytest.mark.timeout(600)
+def test_cluster_times_a_batch_both_ways_and_tables_it(tmp_path, capsys):
+    import cluster
+    from test_engine import notebook
+
+    nbs = tmp_path / "nbs"
+    notebook(nbs, "01_a", sleep=0.1)
+    notebook(nbs, "02_b", sleep=0.1)
+    record = cluster.main(["--notebooks", str(nbs), "--out", str(tmp_path / "out"),
+                           "--record", str(tmp_path / "cluster.json")])
+    cores = cluster.usable_cores()
+    assert list(record["suite"]) == [f"1 worker x {cores} threads", f"{cores} workers x 1 thread"]
+    for way in record["suite"].values():
+        assert set(way["runs"]["suite-%dw" % way["workers"]]) == {"01_a.ipynb", "02_b.ipynb"} and not way["failed"]
+    assert json.loads((tmp_path / "cluster.json").read_text()) == record
+    text = capsys.readouterr().out
+    assert f"| quick suite (minutes) | " in text and "| 01_a.ipynb | " in text
+    assert "### The lessons sweep on k such machines, projected" in text and "| 12 | " in text
+
+
+def test_lessons_runs_again_a_pair_that_ctrl_c_cut_short(tmp_path):
+    import lessons
+
+    done, cut, empty = (tmp_path / name for name in ("done", "cut", "empty"))
+    for folder, error in ((done, None), (cut, "KeyboardInterrupt: run interrupted by the user")):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"notebooks": [{"name": "01_x.ipynb", "error": error}]}))
+    empty.mkdir()
+    assert [lessons.finished(f) for f in (done, cut, empty)] == [True, False, False]
