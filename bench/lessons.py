@@ -164,7 +164,8 @@ def main(argv=None) -> dict:
 
 
 def _machine() -> str:
-    """The CPU model and core count (absolute times mean nothing without them)."""
+    """The CPU model, core count and CPU mode (absolute times mean nothing without them; AVX2 mode,
+    ``CIFARKIT_CPU=avx2``, also decides the precision the notebooks trained in)."""
     import platform
     model = platform.processor() or platform.machine()
     try:
@@ -174,7 +175,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores"
+    from cifarkit import settings
+    return f"{model}, {os.cpu_count()} cores" + (", AVX2 mode (fp32)" if settings.cpu_mode() == "avx2" else "")
 
 
 if __name__ == "__main__":

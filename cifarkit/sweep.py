@@ -77,14 +77,16 @@ def combination_folders(combos: Sequence[Mapping[str, Any]], names: Sequence[str
 
 
 def collect(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """``{notebook: {"status", "seconds", "error", "claims": [...]}}`` from a run directory's
-    ``summary.json`` (``"worker"`` too, where a Dask worker ran it)."""
+    """``{notebook: {"status", "seconds", "error", "claims": [...], "metrics": {...}}}`` from a run
+    directory's ``summary.json`` (``"worker"`` too, where a Dask worker ran it); ``metrics`` are the
+    numbers the notebook recorded, which recorded sentences count over runs."""
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     out = {}
     for nb in summary["notebooks"]:
         metrics = nb.get("metrics") or {}
         out[nb["name"]] = {"status": nb["status"], "seconds": nb["duration_s"], "error": nb.get("error"),
-                           "claims": metrics.get("claims") or []}
+                           "claims": metrics.get("claims") or [],
+                           "metrics": {k: v for k, v in metrics.items() if k != "claims"}}
         if nb.get("worker"):
             out[nb["name"]]["worker"] = nb["worker"]
     return out
