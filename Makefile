@@ -7,13 +7,14 @@ LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-
 STAMP  := $(VENV)/.installed-$(LOCK_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: install run book test test-unit test-notebooks test-browser bench clean help
+.PHONY: install run book test test-unit test-notebooks test-browser test-oldest bench clean help
 
 help:
 	@echo "make run           run every notebook headless (quick profile) into runs/<timestamp>-quick/"
 	@echo "make book          the newest run under runs/ as a static website -> build/book/<run>/"
 	@echo "make test          unit tests + notebook validation (what CI runs)"
 	@echo "make test-browser  run notebook 07 in a real JupyterLab + Chromium and check it; the book of a fixture run too"
+	@echo "make test-oldest   the unit tests on the oldest versions pyproject.toml admits (requirements-oldest.txt, .venv-oldest)"
 	@echo "make bench         speed and memory benchmarks -> bench/results.md"
 
 install: $(STAMP)
@@ -60,8 +61,24 @@ test-browser: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
+# The declared floors, tested: requirements-oldest.txt pins every runtime and test requirement at
+# the lowest version pyproject.toml admits (tests/test_packaging.py checks the two agree). Unit tests
+# only: the notebooks' claims were sized on the locked versions.
+OLDEST_VENV := .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(shell cat requirements-oldest.txt pyproject.toml | sha256sum | cut -c1-12)
+
+$(OLDEST_STAMP): requirements-oldest.txt pyproject.toml
+	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q -r requirements-oldest.txt
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps -e .
+	@rm -f $(OLDEST_VENV)/.installed-*
+	@touch $@
+
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -m pytest tests -m "not browser" $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) build .pytest_cache

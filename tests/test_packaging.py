@@ -5,6 +5,7 @@ import tomllib
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from conftest import REPO
 
@@ -60,3 +61,42 @@ def test_makefile_targets_install_from_the_lock():
     for target in ("run:", "test:", "bench:", "test-browser:"):
         assert re.search(rf"^{target}", make, re.M), target
     assert "-r requirements.lock" in make
+
+
+def oldest_pins() -> dict:
+    pins = {}
+    for line in (REPO / "requirements-oldest.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_oldest_environment_pins_exactly_the_declared_floors():
+    """`make test-oldest` tests what pyproject.toml promises: each runtime and test requirement's
+    lower bound, pinned, and nothing else."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    tested = project["dependencies"] + [r for r in project["optional-dependencies"]["dev"]
+                                        if not r.startswith(("jupyterlab", "playwright"))]
+    floors = {}
+    for text in tested:
+        req = Requirement(text)
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert len(lower) == 1, f"{text}: a range needs one >= floor for make test-oldest to test"
+        floors[canonicalize_name(req.name)] = lower[0]
+    pins = {name: Version(v) for name, v in oldest_pins().items()}
+    floors = {name: Version(v) for name, v in floors.items()}
+    assert pins == floors, {k: (floors.get(k), pins.get(k)) for k in set(pins) | set(floors)
+                            if floors.get(k) != pins.get(k)}
+    assert re.search(r"^test-oldest:", (REPO / "Makefile").read_text(), re.M)
+
+
+def test_readme_is_a_front_door():
+    """At most about 120 lines; the measurement narrative lives in docs/ and bench/results.md, and
+    every document README links to exists."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not link.startswith("http"):
+            assert (REPO / link).exists(), link
