@@ -5,6 +5,7 @@
     python bench/cpu_modes.py flops                # FLOPs each notebook computes (one counting pass)
     python bench/cpu_modes.py speedrun             # speedrun vs the record recipe in fp32, AVX2 mode
     python bench/cpu_modes.py table                # print the results.md section from bench/cpu_modes.json
+    python bench/cpu_modes.py readme               # write README.md's cost table from bench/cpu_modes.json
 
 Each command measures in fresh processes, one at a time, and merges what it measured into
 ``bench/cpu_modes.json`` (with the command, the CPU's model name and the date); `bench/run_all.py`
@@ -54,12 +55,20 @@ get_ipython().events.register("post_run_cell", _cifarkit_dump_flops)
 
 
 def cpu_name() -> str:
-    """The CPU's model name, as `lscpu` gives it."""
+    """The CPU as `lscpu` names it, with its family/model and the widest vector and bf16 units it has
+    (model names such as "AMD EPYC" cover CPUs several times apart in speed)."""
+    info = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    import platform
-    return platform.processor() or platform.machine()
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    if "model name" not in info:
+        import platform
+        return platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    units = [u for u, f in (("AMX-bf16", "amx_bf16"), ("AVX512-BF16", "avx512_bf16"), ("AVX-512", "avx512f"),
+                            ("AVX2", "avx2")) if f in flags]
+    return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}; " \
+           f"{', '.join(units[:2]) or 'no AVX2'})"
 
 
 def mode_env(mode: str, pythonpath: list[str] | None = None) -> dict[str, str]:
@@ -78,6 +87,8 @@ def merge(key: str, value, command: str) -> None:
     """Keep `value` under `key` in bench/cpu_modes.json, with the command, CPU and date."""
     table = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     table[key] = {"command": command, "cpu": cpu_name(), "measured": time.strftime("%Y-%m-%d %H:%M"), **value}
+    if key == "suite":  # README's cost table keeps the newest suite of every CPU it was timed on
+        table.setdefault("suite_by_cpu", {})[table[key]["cpu"]] = table[key]
     RESULTS.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(f"recorded {key} in {RESULTS}", flush=True)
 
@@ -265,7 +276,7 @@ COMMANDS = {"kernels": kernels, "suite": suite, "flops": flops, "speedrun": spee
 
 def main(argv=None) -> dict | None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=[*COMMANDS, "table"])
+    p.add_argument("command", choices=[*COMMANDS, "table", "readme"])
     p.add_argument("--baseline", default=BASELINE, help="suite: the commit to compare with (default %(default)s)")
     p.add_argument("--baseline-dir", help="suite: an existing checkout of the baseline commit")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="suite: the modes to time")
@@ -279,6 +290,9 @@ def main(argv=None) -> dict | None:
     args = p.parse_args(argv)
     if args.command == "table":
         print("\n".join(render(json.loads(RESULTS.read_text()))))
+        return None
+    if args.command == "readme":
+        write_readme_costs(json.loads(RESULTS.read_text()))
         return None
     value = COMMANDS[args.command](args)
     if not args.no_record:
@@ -325,6 +339,9 @@ def render(table: dict) -> list[str]:
             a, b = k["modes"]["native"][n], k["modes"]["avx2"][n]
             lines.append(f"| {n} | {a:,.1f} | {b:,.1f} | {b / a:.2f}x |")
         lines.append("")
+        if k["modes"]["native"]["capability"] == k["modes"]["avx2"]["capability"]:
+            lines += ["This CPU has nothing beyond AVX2, so both columns ran the same kernels: their ratios show "
+                      "how much the measurement itself varies, not what the mode changes.", ""]
     s = table.get("suite")
     if s:
         modes = [m for m in MODES if f"current {m}" in s["runs"]]
@@ -344,23 +361,26 @@ def render(table: dict) -> list[str]:
         lines.append("")
     f, k = table.get("flops"), table.get("kernels")
     if f and k and s:
+        # the modes this machine's suite was timed in (on an AVX2-only CPU native mode is AVX2 mode)
+        modes = [m for m in MODES if f"current {m}" in s["runs"]]
         lines += [f"### Efficiency: FLOPs counted against the measured peak (`{f['command']}`; {f['cpu']})", "",
                   "FLOPs are every matrix product and convolution the notebook computes, forward and backward, "
                   "counted by `torch.utils.flop_counter` in one run of the current tree (training and evaluation "
                   "alike). The floor is those FLOPs at the peak measured above for the notebook's precision "
                   "(the larger matmul rate); efficiency is floor / seconds of the current tree.", "",
-                  "| notebook | GFLOP | precision (native) | floor native s | seconds native | efficiency native "
-                  "| floor AVX2 s | seconds AVX2 | efficiency AVX2 |",
-                  "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        native, avx2 = suite_seconds(s, "current", "native"), suite_seconds(s, "current", "avx2")
+                  "| notebook | GFLOP | " + " | ".join(f"precision {m} | floor {m} s | seconds {m} | efficiency {m}"
+                                                      for m in modes) + " |",
+                  "| --- | ---: |" + " --- | ---: | ---: | ---: |" * len(modes)]
+        seconds = {m: suite_seconds(s, "current", m) for m in modes}
         for stem, count in sorted(f["flops"].items()):
-            runs = s["runs"].get("current native", [])
-            prec = next((r["notebooks"][stem].get("precision") for r in runs if stem in r["notebooks"]), None) or "32"
-            fl_n = count / 1e9 / peak(k["modes"]["native"], prec)
-            fl_a = count / 1e9 / peak(k["modes"]["avx2"], "32")
-            lines.append(f"| {stem} | {count / 1e9:,.0f} | {prec} | {fl_n:.1f} | {native.get(stem, float('nan')):.0f} | "
-                         f"{fl_n / native.get(stem, float('nan')):.0%} | {fl_a:.1f} | {avx2.get(stem, float('nan')):.0f} | "
-                         f"{fl_a / avx2.get(stem, float('nan')):.0%} |")
+            cells = [f"{count / 1e9:,.0f}"]
+            for m in modes:
+                runs = s["runs"][f"current {m}"]
+                prec = next((r["notebooks"][stem].get("precision") for r in runs if stem in r["notebooks"]), None) or "32"
+                floor = count / 1e9 / peak(k["modes"][m], prec)
+                secs = seconds[m].get(stem, float("nan"))
+                cells += [prec, f"{floor:.1f}", f"{secs:.0f}", f"{floor / secs:.0%}"]
+            lines.append(f"| {stem} | " + " | ".join(cells) + " |")
         lines.append("")
     sp = table.get("speedrun")
     if sp:
@@ -376,6 +396,35 @@ def render(table: dict) -> list[str]:
             lines.append(f"| {name} | {runs[0]['batch_size']} | {sizes} | " + " | ".join(f"{v:.0f}" for v in per_epoch) + " |")
         lines.append("")
     return lines
+
+
+README = REPO / "README.md"
+COST_START, COST_END = "<!-- cost-table: python bench/cpu_modes.py readme -->", "<!-- /cost-table -->"
+
+
+def cost_table(table: dict) -> list[str]:
+    """README's table: the quick suite's wall minutes on every CPU `suite` was timed on, per mode,
+    against the baseline commit timed beside it."""
+    lines = ["| CPU (2 cores) | mode | `make run` (quick suite), minutes | before issue 26 (same machine) | measured |",
+             "| --- | --- | ---: | ---: | --- |"]
+    for cpu, rec in sorted(table.get("suite_by_cpu", {}).items()):
+        for mode in MODES:
+            if f"current {mode}" not in rec["runs"]:
+                continue
+            cur, base = suite_seconds(rec, "current", mode)["total"], suite_seconds(rec, "baseline", mode)["total"]
+            label = "AVX2 mode" if mode == "avx2" else "native"
+            lines.append(f"| {cpu} | {label} | **{cur / 60:.1f}** | {base / 60:.1f} ({rec['baseline']}) | {rec['measured'][:10]} |")
+    return lines
+
+
+def write_readme_costs(table: dict, readme: Path = README) -> None:
+    """Replace the block between README's cost-table markers with `cost_table(table)`."""
+    text = readme.read_text()
+    if COST_START not in text or COST_END not in text:
+        raise SystemExit(f"{readme}: no {COST_START} ... {COST_END} block to fill")
+    head, rest = text.split(COST_START, 1)
+    tail = rest.split(COST_END, 1)[1]
+    readme.write_text(head + COST_START + "\n" + "\n".join(cost_table(table)) + "\n" + COST_END + tail)
 
 
 if __name__ == "__main__":

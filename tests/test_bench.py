@@ -419,15 +419,15 @@ def test_cpu_modes_section_tables_ratios_and_efficiency():
                                                              "matmul bf16 GFLOP/s": 1.0,
                                                              "ResNet-18 fp32 train images/s": 50.0})
 
-    def run(seconds, wall):
+    def run(seconds, wall, precision="bf16-mixed"):
         return {"wall_s": wall, "exit": 0, "notebooks": {"01": {"seconds": seconds, "status": "ok",
-                                                                "precision": "bf16-mixed"}}}
+                                                                "precision": precision}}}
     table = {
         "kernels": {"command": "k", "cpu": "CPU X", "measured": "now", "modes": {"native": kernel, "avx2": avx2}},
         "suite": {"command": "s", "cpu": "CPU X", "measured": "now", "baseline": "abc", "source": "synthetic",
                   "seed": 0, "rounds": 1,
                   "runs": {"baseline native": [run(100, 110)], "current native": [run(80, 90)],
-                           "baseline avx2": [run(400, 420)], "current avx2": [run(160, 170)]}},
+                           "baseline avx2": [run(400, 420, "32")], "current avx2": [run(160, 170, "32")]}},
         "flops": {"command": "f", "cpu": "CPU X", "measured": "now", "source": "synthetic", "seed": 0,
                   "flops": {"01": 4.0e12}},
     }
@@ -435,7 +435,13 @@ def test_cpu_modes_section_tables_ratios_and_efficiency():
     assert "| ResNet-18 fp32 train images/s | 100.0 | 50.0 | 0.50x |" in text
     assert "| whole suite (wall) | 110 | 90 | 420 | 170 | **0.82x** | **0.40x** |" in text
     # 4,000 GFLOP at 800 GFLOP/s (bf16 native) is a 5 s floor against 80 s; at 100 GFLOP/s (AVX2) 40 s against 160 s
-    assert "| 01 | 4,000 | bf16-mixed | 5.0 | 80 | 6% | 40.0 | 160 | 25% |" in text
+    assert "| 01 | 4,000 | bf16-mixed | 5.0 | 80 | 6% | 32 | 40.0 | 160 | 25% |" in text
+    # an AVX2-only machine times only AVX2 mode (its native mode is the same): one set of columns
+    for key in ("baseline native", "current native"):
+        del table["suite"]["runs"][key]
+    text = "\n".join(cpu_modes.render(table))
+    assert "| whole suite (wall) | 420 | 170 | **0.40x** |" in text
+    assert "| 01 | 4,000 | 32 | 40.0 | 160 | 25% |" in text
 
 
 def test_cpu_modes_flop_counter_counts_a_kernels_cells(tmp_path, monkeypatch):
@@ -525,3 +531,22 @@ def test_lessons_runs_again_a_pair_that_ctrl_c_cut_short(tmp_path):
         (folder / "summary.json").write_text(json.dumps({"notebooks": [{"name": "01_x.ipynb", "error": error}]}))
     empty.mkdir()
     assert [lessons.finished(f) for f in (done, cut, empty)] == [True, False, False]
+
+
+def test_readme_cost_table_is_the_recorded_suite(tmp_path):
+    """README's times per CPU are rendered from bench/cpu_modes.json, so they cannot drift from it;
+    the renderer itself puts each recorded CPU and mode on a row of its own."""
+    import cpu_modes
+    table = json.loads(cpu_modes.RESULTS.read_text())
+    readme = cpu_modes.README.read_text()
+    block = readme.split(cpu_modes.COST_START, 1)[1].split(cpu_modes.COST_END, 1)[0]
+    assert block.strip() == "\n".join(cpu_modes.cost_table(table)).strip(), "run: python bench/cpu_modes.py readme"
+    assert len(block.strip().splitlines()) >= 3, "README names no measured CPU"
+    run = lambda wall: {"wall_s": wall, "exit": 0, "notebooks": {}}  # noqa: E731
+    fake = {"suite_by_cpu": {"CPU A": {"baseline": "abc", "measured": "2026-01-01 00:00",
+                                       "runs": {"baseline avx2": [run(1200)], "current avx2": [run(600)]}}}}
+    copy = tmp_path / "README.md"
+    copy.write_text(f"x\n{cpu_modes.COST_START}\nold\n{cpu_modes.COST_END}\ny\n")
+    cpu_modes.write_readme_costs(fake, copy)
+    assert "| CPU A | AVX2 mode | **10.0** | 20.0 (abc) | 2026-01-01 |" in copy.read_text()
+    assert "old" not in copy.read_text() and copy.read_text().endswith("y\n")
