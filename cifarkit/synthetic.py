@@ -342,7 +342,7 @@ def synthetic_cifar(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> C
     splits = []
     with _single_threaded():
         for stream, n in zip(streams, (n_train, n_test)):
-            gen = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0] >> 1))
+            gen = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0]) >> 1)
             labels = _balanced_labels(n, gen)
             splits.append((_render(labels, gen), labels))
     (x_train, y_train), (x_test, y_test) = splits

@@ -12,8 +12,12 @@ import re
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
+
+for _module in ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx_revealjs"):  # the [book] extra (make test-oldest lacks it)
+    pytest.importorskip(_module, reason="the book extra is not installed: pip install 'cifarkit[book]'")
+
+import nbformat
 import torch
 
 from cifarkit import book as ck_book
