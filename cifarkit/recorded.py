@@ -12,6 +12,10 @@ Keys (``NN`` is a notebook's two-digit number, ``CLAIM`` a claim name of that no
 * ``sweep NN CLAIM``: how often the claim reached each verdict over the sweep's runs;
 * ``values NN CLAIM``: the range of the claim's measured value over the runs where it was tested
   (read from the recorded evidence: the difference of a comparison, else the estimate's value);
+* ``notebook NN``: how often the notebook's claims reached each verdict, all runs together;
+
+``sweep`` and ``values`` take an optional last word, ``synthetic`` or ``copy``, to keep only the
+runs on that data source.
 * ``speedrun ablation`` / ``speedrun timing``: the recorded tables of ``bench/speedrun_record.json``.
 
 `update_notebooks` rewrites every marked span from the records (``python -m cifarkit.recorded``),
@@ -39,7 +43,7 @@ def find_root(start: Path | None = None) -> Path:
     """The repository folder that holds ``bench/`` (searched upward from this file or `start`)."""
     here = (start or Path(__file__)).resolve()
     for folder in [here, *here.parents]:
-        if (folder / LESSONS).is_file():
+        if (folder / LESSONS).is_file():  # noqa: SIM102
             return folder
     raise FileNotFoundError(f"no {LESSONS} above {here}: recorded sentences need the repository's bench/ folder")
 
@@ -76,18 +80,33 @@ def _notebook_runs(lessons: Mapping, nn: str) -> list[tuple[str, Mapping]]:
     return out
 
 
-def _claims(lessons: Mapping, nn: str, claim: str) -> list[tuple[str, Mapping]]:
-    """``(run label, recorded claim dict)`` for claim `claim` of notebook NN over the sweep's runs."""
+SOURCES = {"synthetic": "synthetic", "copy": "CIFAR-10 copy"}
+
+
+def _claims(lessons: Mapping, nn: str, claim: str | None, source: str | None = None) -> list[tuple[str, Mapping]]:
+    """``(run label, recorded claim dict)`` for claim `claim` (None: every claim) of notebook NN over
+    the sweep's runs (only those on data `source`, ``"synthetic"`` or ``"copy"``, when given)."""
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"recorded: data source {source!r} is not one of {', '.join(SOURCES)}")
     found = [(label, c) for label, entry in _notebook_runs(lessons, nn)
-             for c in entry.get("claims") or [] if c.get("name") == claim]
+             if source is None or label.startswith(SOURCES[source] + " seed")
+             for c in entry.get("claims") or [] if claim is None or c.get("name") == claim]
     if not found:
         raise KeyError(f"recorded: notebook {nn} has no claim {claim!r} in {LESSONS}")
     return found
 
 
-def _sweep_source(lessons: Mapping, runs: int) -> str:
+def _sweep_source(lessons: Mapping, runs: int, source: str | None = None) -> str:
     machine = lessons.get("machine", "?")
-    return f"`{LESSONS}`, {runs} runs on {machine}, {str(lessons.get('measured', '?'))[:10]}"
+    on = f" on the {SOURCES[source]}{' set' if source == 'synthetic' else ''}" if source else ""
+    return f"`{LESSONS}`, {runs} runs{on}, {machine}, {str(lessons.get('measured', '?'))[:10]}"
+
+
+def _tally(found) -> str:
+    counts: dict[str, int] = {}
+    for _, c in found:
+        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    return ", ".join(f"*{v}* {n}" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
@@ -122,18 +141,22 @@ def render(key: str, records: Records) -> str:
         seconds = [float(e["seconds"]) for _, e in runs if e.get("seconds") is not None]
         return (f"In the recorded quick sweep ({_sweep_source(lessons, len(runs))}) this notebook took "
                 f"{min(seconds):.0f} to {max(seconds):.0f} s per run.")
-    if kind == "sweep" and len(words) == 3:
+    if kind == "notebook" and len(words) == 2:
         lessons = records.get(LESSONS)
-        found = _claims(lessons, words[1], words[2])
-        counts: dict[str, int] = {}
-        for _, c in found:
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-        tally = ", ".join(f"*{v}* in {n}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(found))}) this claim came out "
-                f"{tally} of {len(found)} runs.")
-    if kind == "values" and len(words) == 3:
+        found = _claims(lessons, words[1], None)
+        runs = len(_notebook_runs(lessons, words[1]))
+        return (f"In the recorded quick sweep ({_sweep_source(lessons, runs)}) the {len(found)} verdicts of "
+                f"this notebook's claims were: {_tally(found)}.")
+    if kind == "sweep" and len(words) in (3, 4):
         lessons = records.get(LESSONS)
-        tested = [(label, c) for label, c in _claims(lessons, words[1], words[2])
+        source = words[3] if len(words) == 4 else None
+        found = _claims(lessons, words[1], words[2], source)
+        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(found), source)}) this claim's "
+                f"verdicts were: {_tally(found)}.")
+    if kind == "values" and len(words) in (3, 4):
+        lessons = records.get(LESSONS)
+        source = words[3] if len(words) == 4 else None
+        tested = [(label, c) for label, c in _claims(lessons, words[1], words[2], source)
                   if c.get("verdict") != "not testable here"]
         if not tested:
             raise ValueError(f"recorded: claim {words[2]!r} of notebook {words[1]} was tested in no recorded run")
@@ -142,15 +165,15 @@ def render(key: str, records: Records) -> str:
         nums = [v for _, v, _ in values]
         unit = " points" if what == "the difference" and percent else ""
         lo, hi = (_fmt(min(nums), percent and not unit), _fmt(max(nums), percent and not unit))
-        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(tested))}) {what} "
+        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} "
                 f"ranged from {lo} to {hi}{unit}.")
     if kind == "speedrun" and len(words) == 2:
         record = records.get(SPEEDRUN)
         if words[1] not in record:
             raise KeyError(f"recorded: {SPEEDRUN} has no {words[1]!r} (it has {', '.join(record)})")
         return "\n" + "\n".join(record[words[1]]["table"]).strip("\n") + "\n"
-    raise ValueError(f"recorded: unknown key {key!r}; keys are 'runtime NN', 'sweep NN CLAIM', "
-                     "'values NN CLAIM', 'speedrun ablation', 'speedrun timing'")
+    raise ValueError(f"recorded: unknown key {key!r}; keys are 'runtime NN', 'sweep NN CLAIM [synthetic|copy]', "
+                     "'values NN CLAIM [synthetic|copy]', 'notebook NN', 'speedrun ablation', 'speedrun timing'")
 
 
 def spans(text: str) -> list[tuple[str, str]]:

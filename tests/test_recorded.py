@@ -31,12 +31,19 @@ def fake_records() -> Records:
 
 def test_render_each_kind_of_key():
     r = fake_records()
-    source = "`bench/lessons_quick.json`, 2 runs on Test CPU, 2 cores, 2026-01-02"
+    source = "`bench/lessons_quick.json`, 2 runs, Test CPU, 2 cores, 2026-01-02"
     assert render("runtime 05", r) == f"In the recorded quick sweep ({source}) this notebook took 30 to 46 s per run."
-    assert render("sweep 05 ratio", r) == (f"In the recorded quick sweep ({source}) this claim came out "
-                                          "*holds* in 1, *inconclusive* in 1 of 2 runs.")
+    assert render("sweep 05 ratio", r) == (f"In the recorded quick sweep ({source}) this claim's verdicts were: "
+                                          "*holds* 1, *inconclusive* 1.")
+    assert render("sweep 05 ratio copy", r).endswith("1 runs on the CIFAR-10 copy, Test CPU, 2 cores, 2026-01-02) "
+                                                     "this claim's verdicts were: *inconclusive* 1.")
+    assert render("values 05 ratio synthetic", r).endswith("removed / kept ranged from 0.18 to 0.18.")
+    assert render("notebook 05", r) == (f"In the recorded quick sweep ({source}) the 6 verdicts of this notebook's "
+                                        "claims were: *holds* 4, *inconclusive* 1, *not testable here* 1.")
+    with pytest.raises(ValueError, match="data source 'cifar'"):
+        render("sweep 05 ratio cifar", r)
     assert render("values 05 ratio", r).endswith("removed / kept ranged from 0.18 to 0.22.")
-    one = "`bench/lessons_quick.json`, 1 runs on Test CPU, 2 cores, 2026-01-02"
+    one = "`bench/lessons_quick.json`, 1 runs, Test CPU, 2 cores, 2026-01-02"
     assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference ranged from 20 to 20 points."
     assert render("values 05 share", r).endswith("never-seen share ranged from 69.5% to 69.6%.")
     assert render("speedrun timing", r) == "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
