@@ -165,8 +165,8 @@ def render(key: str, records: Records) -> str:
         nums = [v for _, v, _ in values]
         unit = " points" if what == "the difference" and percent else ""
         lo, hi = (_fmt(min(nums), percent and not unit), _fmt(max(nums), percent and not unit))
-        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} "
-                f"ranged from {lo} to {hi}{unit}.")
+        spread = f"was {lo}{unit} in every one" if lo == hi else f"ranged from {lo} to {hi}{unit}"
+        return f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} {spread}."
     if kind == "speedrun" and len(words) == 2:
         record = records.get(SPEEDRUN)
         if words[1] not in record:
@@ -181,10 +181,17 @@ def spans(text: str) -> list[tuple[str, str]]:
     return [(m.group("key").strip(), m.group("text")) for m in MARKER.finditer(text)]
 
 
+#: An inline span that starts a line: Markdown would take the line for a raw HTML block (and show
+#: its text without Markdown formatting), so `update_text` joins it to the line before.
+_INLINE_AT_LINE_START = re.compile(r"\n(<!-- recorded: [^>]*? -->)(?!\n)")
+
+
 def update_text(text: str, records: Records) -> str:
-    """`text` with every recorded span's text replaced by what its key renders."""
-    return MARKER.sub(lambda m: f"<!-- recorded: {m.group('key').strip()} -->"
+    """`text` with every recorded span's text replaced by what its key renders (an inline span is
+    kept off the start of a line; a span whose text starts with a newline is a block, e.g. a table)."""
+    text = MARKER.sub(lambda m: f"<!-- recorded: {m.group('key').strip()} -->"
                                 f"{render(m.group('key').strip(), records)}<!-- /recorded -->", text)
+    return _INLINE_AT_LINE_START.sub(r" \1", text)
 
 
 def _markdown_cells(nb: Mapping) -> Iterable[tuple[int, Mapping, str]]:

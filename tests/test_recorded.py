@@ -37,14 +37,14 @@ def test_render_each_kind_of_key():
                                           "*holds* 1, *inconclusive* 1.")
     assert render("sweep 05 ratio copy", r).endswith("1 runs on the CIFAR-10 copy, Test CPU, 2 cores, 2026-01-02) "
                                                      "this claim's verdicts were: *inconclusive* 1.")
-    assert render("values 05 ratio synthetic", r).endswith("removed / kept ranged from 0.18 to 0.18.")
+    assert render("values 05 ratio synthetic", r).endswith("removed / kept was 0.18 in every one.")
     assert render("notebook 05", r) == (f"In the recorded quick sweep ({source}) the 6 verdicts of this notebook's "
                                         "claims were: *holds* 4, *inconclusive* 1, *not testable here* 1.")
     with pytest.raises(ValueError, match="data source 'cifar'"):
         render("sweep 05 ratio cifar", r)
     assert render("values 05 ratio", r).endswith("removed / kept ranged from 0.18 to 0.22.")
     one = "`bench/lessons_quick.json`, 1 runs, Test CPU, 2 cores, 2026-01-02"
-    assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference ranged from 20 to 20 points."
+    assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference was 20 points in every one."
     assert render("values 05 share", r).endswith("never-seen share ranged from 69.5% to 69.6%.")
     assert render("speedrun timing", r) == "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
 
@@ -78,6 +78,11 @@ def test_update_text_rewrites_only_the_marked_span():
     assert new.startswith("Before. <!-- recorded: runtime 05 -->In the recorded quick sweep")
     assert new.endswith("30 to 46 s per run.<!-- /recorded --> After.")
     assert spans(new) == [("runtime 05", render("runtime 05", r))]
+    # an inline span never starts a line (Markdown would render that line as raw HTML)
+    assert update_text("Time:\n<!-- recorded: runtime 05 -->x<!-- /recorded -->", r).startswith(
+        "Time: <!-- recorded: runtime 05 -->In the")
+    block = update_text("Table:\n<!-- recorded: speedrun timing -->\nold\n<!-- /recorded -->", r)
+    assert block == "Table:\n<!-- recorded: speedrun timing -->\n| a | b |\n| --- | --- |\n| 1 | 2 |\n<!-- /recorded -->"
 
 
 def test_the_notebooks_recorded_sentences_match_the_records():
