@@ -16,7 +16,11 @@ Keys (``NN`` is a notebook's two-digit number, ``CLAIM`` a claim name of that no
 
 ``sweep`` and ``values`` take an optional last word, ``synthetic`` or ``copy``, to keep only the
 runs on that data source.
-* ``speedrun ablation`` / ``speedrun timing``: the recorded tables of ``bench/speedrun_record.json``.
+* ``speedrun ablation`` / ``speedrun timing``: the recorded tables of ``bench/speedrun_record.json``;
+* ``speedrun cell TABLE ROW COLUMN``: one cell of such a table (ROW: the first cell's text, e.g.
+  ``no-tta``; COLUMN: its number, 1 for the first);
+* ``accuracy KEY FIELD``: one field of a recorded full run in ``bench/accuracy_results.json``
+  (``test_acc``, ``exact_first_1000_acc`` ... as a percentage, ``train_minutes`` in minutes).
 
 `update_notebooks` rewrites every marked span from the records (``python -m cifarkit.recorded``),
 `stale_spans` lists the spans whose text differs from what the records render (``--check``;
@@ -37,6 +41,7 @@ __all__ = ["MARKER", "Records", "render", "spans", "update_text", "stale_spans",
 MARKER = re.compile(r"<!-- recorded: (?P<key>[^>]*?) -->(?P<text>.*?)<!-- /recorded -->", re.S)
 LESSONS = "bench/lessons_quick.json"
 SPEEDRUN = "bench/speedrun_record.json"
+ACCURACY = "bench/accuracy_results.json"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -50,15 +55,15 @@ def find_root(start: Path | None = None) -> Path:
 
 class Records:
     """The records a recorded sentence may cite, read from `root` (the repository) on first use;
-    or given directly: ``Records(lessons={...}, speedrun={...})`` (for tests)."""
+    or given directly: ``Records(lessons={...}, speedrun={...}, accuracy={...})`` (for tests)."""
 
     def __init__(self, root: str | Path | None = None, lessons: Mapping | None = None,
-                 speedrun: Mapping | None = None):
+                 speedrun: Mapping | None = None, accuracy: Mapping | None = None):
         self._root = Path(root) if root is not None else None
-        self._data = {LESSONS: lessons, SPEEDRUN: speedrun}
+        self._data = {LESSONS: lessons, SPEEDRUN: speedrun, ACCURACY: accuracy}
 
     def get(self, name: str) -> Mapping[str, Any]:
-        """The record file `name` (``LESSONS`` or ``SPEEDRUN``) as parsed JSON."""
+        """The record file `name` (``LESSONS``, ``SPEEDRUN`` or ``ACCURACY``) as parsed JSON."""
         if self._data.get(name) is None:
             path = (self._root or find_root()) / name
             try:
@@ -167,13 +172,38 @@ def render(key: str, records: Records) -> str:
         lo, hi = (_fmt(min(nums), percent and not unit), _fmt(max(nums), percent and not unit))
         spread = f"was {lo}{unit} in every one" if lo == hi else f"ranged from {lo} to {hi}{unit}"
         return f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} {spread}."
+    if kind == "speedrun" and len(words) == 5 and words[1] == "cell":
+        table = _speedrun_table(records, words[2])
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table if line.startswith("|")]
+        row = next((r for r in rows if r[0] == words[3]), None)
+        if row is None:
+            raise KeyError(f"recorded: the {words[2]} table of {SPEEDRUN} has no row {words[3]!r}")
+        column = int(words[4]) if words[4].isdigit() else 0
+        if not 1 <= column <= len(row):
+            raise ValueError(f"recorded: column {words[4]!r} of key {key!r} must be 1 to {len(row)}")
+        return row[column - 1]
+    if kind == "accuracy" and len(words) == 3:
+        runs = records.get(ACCURACY)
+        if words[1] not in runs:
+            raise KeyError(f"recorded: {ACCURACY} has no run {words[1]!r}")
+        value = runs[words[1]].get(words[2])
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"recorded: {ACCURACY} run {words[1]!r} has no number {words[2]!r}")
+        if words[2].endswith("_acc") or words[2].endswith("_acc_tta"):
+            return f"{100 * value:.1f}%"
+        return f"{value:.0f}" if words[2].endswith("minutes") else f"{value:g}"
     if kind == "speedrun" and len(words) == 2:
-        record = records.get(SPEEDRUN)
-        if words[1] not in record:
-            raise KeyError(f"recorded: {SPEEDRUN} has no {words[1]!r} (it has {', '.join(record)})")
-        return "\n" + "\n".join(record[words[1]]["table"]).strip("\n") + "\n"
+        return "\n" + "\n".join(_speedrun_table(records, words[1])).strip("\n") + "\n"
     raise ValueError(f"recorded: unknown key {key!r}; keys are 'runtime NN', 'sweep NN CLAIM [synthetic|copy]', "
-                     "'values NN CLAIM [synthetic|copy]', 'notebook NN', 'speedrun ablation', 'speedrun timing'")
+                     "'values NN CLAIM [synthetic|copy]', 'notebook NN', 'speedrun ablation|timing', "
+                     "'speedrun cell TABLE ROW COLUMN', 'accuracy KEY FIELD'")
+
+
+def _speedrun_table(records: Records, name: str) -> list[str]:
+    record = records.get(SPEEDRUN)
+    if name not in record:
+        raise KeyError(f"recorded: {SPEEDRUN} has no {name!r} (it has {', '.join(record)})")
+    return list(record[name]["table"])
 
 
 def spans(text: str) -> list[tuple[str, str]]:

@@ -26,7 +26,8 @@ def fake_records() -> Records:
             claim("gap", "not testable here", "a 50.0% vs b 52.0%: difference -2 points, 95% interval [-5, 1]"),
             claim("share", "holds", "never-seen share 69.6% [69.0%, 70.2%]; claimed > 50.0%")]}}}}
     speedrun = {"timing": {"table": ["| a | b |", "| --- | --- |", "| 1 | 2 |"]}}
-    return Records(lessons=lessons, speedrun=speedrun)
+    accuracy = {"run-8ep": {"test_acc": 0.9118, "train_minutes": 5.84, "tta": ""}}
+    return Records(lessons=lessons, speedrun=speedrun, accuracy=accuracy)
 
 
 def test_render_each_kind_of_key():
@@ -47,6 +48,8 @@ def test_render_each_kind_of_key():
     assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference was 20 points in every one."
     assert render("values 05 share", r).endswith("never-seen share ranged from 69.5% to 69.6%.")
     assert render("speedrun timing", r) == "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    assert render("speedrun cell timing 1 2", r) == "2"
+    assert render("accuracy run-8ep test_acc", r) == "91.2%" and render("accuracy run-8ep train_minutes", r) == "6"
 
 
 def test_bad_keys_say_what_is_wrong():
@@ -59,6 +62,12 @@ def test_bad_keys_say_what_is_wrong():
         render("sweep 05 nope", r)
     with pytest.raises(KeyError, match="has no 'ablation'"):
         render("speedrun ablation", r)
+    with pytest.raises(KeyError, match="no row 'x'"):
+        render("speedrun cell timing x 1", r)
+    with pytest.raises(ValueError, match="column '3'"):
+        render("speedrun cell timing 1 3", r)
+    with pytest.raises(ValueError, match="no number 'tta'"):
+        render("accuracy run-8ep tta", r)
 
 
 def test_claim_value_reads_comparisons_and_estimates():
