@@ -170,7 +170,8 @@ def render(key: str, records: Records) -> str:
         nums = [v for _, v, _ in values]
         unit = " points" if what == "the difference" and percent else ""
         lo, hi = (_fmt(min(nums), percent and not unit), _fmt(max(nums), percent and not unit))
-        spread = f"was {lo}{unit} in every one" if lo == hi else f"ranged from {lo} to {hi}{unit}"
+        spread = f"was {lo}{unit} in every run" if lo == hi else f"ranged from {lo} to {hi}{unit}"
+        what = what if what == "the difference" else f"the measured \u201c{what}\u201d"
         return f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} {spread}."
     if kind == "speedrun" and len(words) == 5 and words[1] == "cell":
         table = _speedrun_table(records, words[2])

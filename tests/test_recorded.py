@@ -38,15 +38,15 @@ def test_render_each_kind_of_key():
                                           "*holds* 1, *inconclusive* 1.")
     assert render("sweep 05 ratio copy", r).endswith("1 runs on the CIFAR-10 copy, Test CPU, 2 cores, 2026-01-02) "
                                                      "this claim's verdicts were: *inconclusive* 1.")
-    assert render("values 05 ratio synthetic", r).endswith("removed / kept was 0.18 in every one.")
+    assert render("values 05 ratio synthetic", r).endswith("the measured \u201cremoved / kept\u201d was 0.18 in every run.")
     assert render("notebook 05", r) == (f"In the recorded quick sweep ({source}) the 6 verdicts of this notebook's "
                                         "claims were: *holds* 4, *inconclusive* 1, *not testable here* 1.")
     with pytest.raises(ValueError, match="data source 'cifar'"):
         render("sweep 05 ratio cifar", r)
-    assert render("values 05 ratio", r).endswith("removed / kept ranged from 0.18 to 0.22.")
+    assert render("values 05 ratio", r).endswith("the measured \u201cremoved / kept\u201d ranged from 0.18 to 0.22.")
     one = "`bench/lessons_quick.json`, 1 runs, Test CPU, 2 cores, 2026-01-02"
-    assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference was 20 points in every one."
-    assert render("values 05 share", r).endswith("never-seen share ranged from 69.5% to 69.6%.")
+    assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference was 20 points in every run."
+    assert render("values 05 share", r).endswith("\u201cnever-seen share\u201d ranged from 69.5% to 69.6%.")
     assert render("speedrun timing", r) == "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
     assert render("speedrun cell timing 1 2", r) == "2"
     assert render("accuracy run-8ep test_acc", r) == "91.2%" and render("accuracy run-8ep train_minutes", r) == "6"
