@@ -303,7 +303,7 @@ class Claims:
 
     def above(self, name: str, statement: str, a: Estimate, threshold: float,
               expect: str | None = HOLDS, needs: tuple[bool, str] | None = None,
-                elsewhere: str | None = None) -> Claim:
+              elsewhere: str | None = None) -> Claim:
         """Claim ``a > threshold``, judged on the 95% interval of `a`."""
         evidence = f"{a}; claimed > {a.fmt(threshold)}"
         return self._add(name, statement, _verdict(a.lo, a.hi, threshold), evidence,
@@ -311,7 +311,7 @@ class Claims:
 
     def below(self, name: str, statement: str, a: Estimate, threshold: float,
               expect: str | None = HOLDS, needs: tuple[bool, str] | None = None,
-                elsewhere: str | None = None) -> Claim:
+              elsewhere: str | None = None) -> Claim:
         """Claim ``a < threshold``, judged on the 95% interval of `a`."""
         evidence = f"{a}; claimed < {a.fmt(threshold)}"
         return self._add(name, statement, _verdict(-a.hi, -a.lo, -threshold), evidence,
