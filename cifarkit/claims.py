@@ -27,6 +27,13 @@ Verdicts (`VERDICTS`): ``holds`` (the whole interval is on the claimed side of t
 straddles the threshold) and ``not testable here`` (this run lacks what the claim needs, with the
 reason, e.g. "needs ImageNet weights (this run: random init)").
 
+A claim that can come out "not testable here" (one stated with ``needs``, or with `not_testable`)
+must say what to expect where it *can* be tested: ``elsewhere="With ImageNet weights ... (source:
+...)"``, the reference outcome with its source (the seed's figure, a recorded full run, a paper).
+The verdict table shows it on the row whenever the run cannot test the claim, so a student never
+meets an untestable verdict beside evidence that reads as a failure without being told what the
+case they cannot run would show. `ELSEWHERE_SOURCE` is the marker the text must contain.
+
 A claim's ``expect`` is the verdict the notebook asserts in its invariants cell: ``"holds"`` by
 default, another verdict where the prose says the outcome differs in this run's case, or ``None``
 to report without asserting (say why in the prose).
@@ -41,7 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .validation import number, positive_int
 
 __all__ = ["Estimate", "Claim", "Claims", "RunCase", "run_case", "VERDICTS", "HOLDS", "FAILS",
-           "INCONCLUSIVE", "NOT_TESTABLE", "Z"]
+           "INCONCLUSIVE", "NOT_TESTABLE", "Z", "ELSEWHERE_SOURCE"]
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -49,6 +56,7 @@ INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable here"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
 Z = 1.96  # standard errors either side of a 95% normal interval
+ELSEWHERE_SOURCE = "(source:"  # an expectation for the untestable case names its source like this
 
 
 def _is_nested(values) -> bool:
@@ -74,6 +82,7 @@ class Estimate:
     per_seed: tuple = ()
     n: int | None = None
     percent: bool = False
+    samples: str = "seeds"  # what the per-seed values are (e.g. "timing rounds"), for the printed text
 
     @classmethod
     def accuracy(cls, accs, n: int, label: str = "") -> "Estimate":
@@ -114,14 +123,15 @@ class Estimate:
         return cls(statistics.fmean(diffs), se, label, tuple(diffs), len(pairs[0][0]), percent=True)
 
     @classmethod
-    def mean(cls, values, label: str = "", percent: bool = False) -> "Estimate":
+    def mean(cls, values, label: str = "", percent: bool = False, samples: str = "seeds") -> "Estimate":
         """The mean of per-seed measurements with its standard error ``sd / sqrt(seeds)``
-        (0 for a single seed: then the claim rests on that one value)."""
+        (0 for a single seed: then the claim rests on that one value). `samples` names what the
+        values are where they are not seeds (``"timing rounds"``): the printed text says so."""
         values = [number("value", v) for v in (values if isinstance(values, Iterable) else [values])]
         if not values:
             raise ValueError("mean() needs at least one value")
         se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-        return cls(statistics.fmean(values), se, label, tuple(values), percent=percent)
+        return cls(statistics.fmean(values), se, label, tuple(values), percent=percent, samples=samples)
 
     @classmethod
     def exact(cls, value, label: str = "", percent: bool = False) -> "Estimate":
@@ -158,7 +168,7 @@ class Estimate:
         if self.se > 0:
             text += f" [{self.fmt(self.lo)}, {self.fmt(self.hi)}]"
         if self.seeds > 1:
-            text += f" ({self.seeds} seeds, sd {self.fmt(statistics.stdev(self.per_seed))})"
+            text += f" ({self.seeds} {self.samples}, sd {self.fmt(statistics.stdev(self.per_seed))})"
         return text
 
 
@@ -212,6 +222,7 @@ class Claim:
     evidence: str = ""
     reason: str | None = None
     expect: str | None = HOLDS
+    elsewhere: str | None = None  # what to expect where this run cannot test it, with its source
 
     def __post_init__(self):
         for attr in ("verdict", "expect"):
@@ -228,7 +239,19 @@ class Claim:
         """The claim as plain JSON data (what `record_results` stores under ``"claims"``)."""
         return {"name": self.name, "statement": self.statement, "verdict": self.verdict,
                 "case": self.case, "evidence": self.evidence, "reason": self.reason,
-                "expect": self.expect}
+                "expect": self.expect, "elsewhere": self.elsewhere}
+
+
+def check_elsewhere(name: str, elsewhere: Any) -> str:
+    """`elsewhere` of claim `name` if it says what to expect where the claim is testable and names
+    its source (contains `ELSEWHERE_SOURCE`); a one-line ValueError otherwise."""
+    if not isinstance(elsewhere, str) or not elsewhere.strip():
+        raise ValueError(f"claim {name!r} can come out 'not testable here' (it has needs=...), so it must "
+                         f"pass elsewhere='what to expect where it is testable {ELSEWHERE_SOURCE} ...)'")
+    if ELSEWHERE_SOURCE not in elsewhere:
+        raise ValueError(f"claim {name!r}: elsewhere={elsewhere!r} must name its source, as "
+                         f"'{ELSEWHERE_SOURCE} the seed's log)', '{ELSEWHERE_SOURCE} bench/...)' or a paper")
+    return elsewhere
 
 
 def _verdict(lo: float, hi: float, threshold: float) -> str:
@@ -248,22 +271,27 @@ class Claims:
     case: RunCase
     claims: list[Claim] = field(default_factory=list)
 
-    def _add(self, name, statement, verdict, evidence, reason=None, expect=HOLDS, needs=None) -> Claim:
+    def _add(self, name, statement, verdict, evidence, reason=None, expect=HOLDS, needs=None,
+             elsewhere=None, untestable=False) -> Claim:
         if any(c.name == name for c in self.claims):
             raise ValueError(f"claim {name!r} is stated twice")
+        if needs is not None or untestable:
+            check_elsewhere(name, elsewhere)
         if needs is not None and not needs[0]:
             verdict, reason = NOT_TESTABLE, needs[1]
-        claim = Claim(name, statement, verdict, str(self.case), evidence, reason, expect)
+        claim = Claim(name, statement, verdict, str(self.case), evidence, reason, expect, elsewhere)
         self.claims.append(claim)
         return claim
 
     def greater(self, name: str, statement: str, a: Estimate, b: Estimate, margin: float = 0.0,
-                expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+                expect: str | None = HOLDS, needs: tuple[bool, str] | None = None,
+                elsewhere: str | None = None) -> Claim:
         """Claim ``a > b + margin``, judged on the 95% interval of ``a - b``.
 
         `needs` is ``(condition, reason)``: when the condition is False the claim is "not testable
         here" for that reason (e.g. ``(case.imagenet, "needs ImageNet weights (this run: random
-        init)")``)."""
+        init)")``); a claim with `needs` must also pass `elsewhere`, what to expect where it can be
+        tested, with its source (see the module docstring)."""
         diff = a - b
         sign = "+" if diff.value >= 0 else "-"
         unit = " points" if diff.percent else ""
@@ -271,25 +299,28 @@ class Claims:
         evidence = (f"{a} vs {b}: difference {sign}{abs(diff.value) * scale:.3g}{unit}, 95% interval "
                     f"[{diff.lo * scale:.3g}, {diff.hi * scale:.3g}]; claimed > {margin * scale:g}{unit}")
         return self._add(name, statement, _verdict(diff.lo, diff.hi, margin), evidence,
-                         expect=expect, needs=needs)
+                         expect=expect, needs=needs, elsewhere=elsewhere)
 
     def above(self, name: str, statement: str, a: Estimate, threshold: float,
-              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None,
+              elsewhere: str | None = None) -> Claim:
         """Claim ``a > threshold``, judged on the 95% interval of `a`."""
         evidence = f"{a}; claimed > {a.fmt(threshold)}"
         return self._add(name, statement, _verdict(a.lo, a.hi, threshold), evidence,
-                         expect=expect, needs=needs)
+                         expect=expect, needs=needs, elsewhere=elsewhere)
 
     def below(self, name: str, statement: str, a: Estimate, threshold: float,
-              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None) -> Claim:
+              expect: str | None = HOLDS, needs: tuple[bool, str] | None = None,
+              elsewhere: str | None = None) -> Claim:
         """Claim ``a < threshold``, judged on the 95% interval of `a`."""
         evidence = f"{a}; claimed < {a.fmt(threshold)}"
         return self._add(name, statement, _verdict(-a.hi, -a.lo, -threshold), evidence,
-                         expect=expect, needs=needs)
+                         expect=expect, needs=needs, elsewhere=elsewhere)
 
-    def not_testable(self, name: str, statement: str, reason: str) -> Claim:
-        """A claim this run cannot test, with the reason (what it would need)."""
-        return self._add(name, statement, NOT_TESTABLE, "", reason=reason)
+    def not_testable(self, name: str, statement: str, reason: str, elsewhere: str | None = None) -> Claim:
+        """A claim this run cannot test, with the reason (what it would need) and `elsewhere`, what
+        to expect where it can be tested, with its source."""
+        return self._add(name, statement, NOT_TESTABLE, "", reason=reason, untestable=True, elsewhere=elsewhere)
 
     def __iter__(self):
         return iter(self.claims)
@@ -318,6 +349,8 @@ class Claims:
         for c in self.claims:
             lines.append(f"  [{c.verdict}] {c.statement}")
             lines.append(f"      {c.evidence if c.verdict != NOT_TESTABLE else c.reason}")
+            if c.verdict == NOT_TESTABLE and c.elsewhere:
+                lines.append(f"      where testable: {c.elsewhere}")
         return "\n".join(lines)
 
     def show(self) -> None:
@@ -357,6 +390,8 @@ def claims_markdown(claims: Iterable[Mapping[str, Any]]) -> list[str]:
     lines = ["| Claim | Verdict | Evidence | Case |", "|---|---|---|---|"]
     for c in claims:
         verdict = f"**{c['verdict']}**" + (f": {c['reason']}" if c.get("reason") else "")
+        if c["verdict"] == NOT_TESTABLE and c.get("elsewhere"):
+            verdict += f". Where testable: {c['elsewhere']}"
         lines.append(f"| {md_cell(c['statement'])} | {md_cell(verdict)} | "
                      f"{md_cell(c.get('evidence') or '-')} | {md_cell(c.get('case') or '-')} |")
     lines.append("")

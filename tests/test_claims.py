@@ -61,9 +61,30 @@ def test_needs_makes_a_claim_untestable_with_its_reason():
     claims = Claims(case)
     c = claims.greater("transfer", "ImageNet features transfer", Estimate.accuracy(0.9, 100),
                        Estimate.accuracy(0.1, 100),
-                       needs=(case.imagenet, "needs ImageNet weights (this run: random init)"))
+                       needs=(case.imagenet, "needs ImageNet weights (this run: random init)"),
+                       elsewhere="With ImageNet weights the head ends near 84% (source: the seed's log)")
     assert c.verdict == NOT_TESTABLE and "ImageNet" in c.reason
     claims.check()  # an untestable claim is never an assertion failure
+    assert "where testable: With ImageNet weights the head ends near 84%" in claims.text()
+    assert "Where testable: With ImageNet weights" in claims.markdown()
+    assert c.to_dict()["elsewhere"].endswith("(source: the seed's log)")
+
+
+def test_a_claim_that_can_be_untestable_must_say_what_to_expect_elsewhere():
+    case = RunCase("synthetic", init="random")
+    claims = Claims(case)
+    a, b = Estimate.accuracy(0.9, 100), Estimate.accuracy(0.1, 100)
+    with pytest.raises(ValueError, match="'transfer' can come out 'not testable here'.*elsewhere="):
+        claims.greater("transfer", "ImageNet features transfer", a, b, needs=(case.imagenet, "needs ImageNet"))
+    with pytest.raises(ValueError, match="must name its source"):
+        claims.above("head", "head above chance", a, 0.1, needs=(case.imagenet, "needs ImageNet"),
+                     elsewhere="about 84%")
+    with pytest.raises(ValueError, match="'later' can come out 'not testable here'"):
+        claims.not_testable("later", "b transfers", "needs real CIFAR-10")
+    # testable in this case, still required: the requirement is about the claim, not the run
+    with pytest.raises(ValueError, match="elsewhere="):
+        claims.below("tested", "tested here", a, 1.0, needs=(True, "never untestable here"))
+    assert len(claims) == 0
 
 
 def test_check_names_every_claim_off_its_expectation():
@@ -93,7 +114,8 @@ def test_case_text_and_run_case():
 def test_table_dict_and_bad_input():
     claims = Claims(RunCase("synthetic"))
     claims.above("a", "a > 10%", Estimate.accuracy(0.5, 100, "a"), 0.1)
-    claims.not_testable("b", "b transfers", "needs real CIFAR-10 (this run: synthetic)")
+    claims.not_testable("b", "b transfers", "needs real CIFAR-10 (this run: synthetic)",
+                        elsewhere="On CIFAR-10 it transfers (source: a recorded run)")
     assert "| a > 10% | **holds** |" in claims.markdown()
     assert claims.to_list()[1]["verdict"] == NOT_TESTABLE
     assert claims.summary()[HOLDS] == 1 and claims["b"].reason.startswith("needs")
@@ -131,3 +153,9 @@ def test_paired_over_seeds_and_identical_models():
     assert seeds.seeds == 2 and seeds.value == pytest.approx(0.125)
     with pytest.raises(ValueError, match="equally long"):
         Estimate.paired([1, 0], [1])
+
+
+def test_mean_names_what_its_samples_are():
+    assert "(3 seeds, sd" in str(Estimate.mean([1.0, 2.0, 3.0], "x"))
+    rounds = Estimate.mean([1.0, 2.0, 3.0], "time ratio", samples="timing rounds")
+    assert "(3 timing rounds, sd" in str(rounds) and "seeds" not in str(rounds)
