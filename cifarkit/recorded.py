@@ -4,11 +4,12 @@ A notebook's markdown may summarise runs the kit has recorded (the quick-profile
 ``bench/lessons_quick.json``, the speedrun record ``bench/speedrun_record.json``). Such a sentence
 is not typed: it sits between markers, and the text between them is what `render` makes of its key::
 
-    <!-- recorded: runtime 01 -->In the recorded quick sweep ... took 61 to 75 s.<!-- /recorded -->
+    <!-- recorded: runtime 01 -->Its quick profile took 230 s on a 2-core ...<!-- /recorded -->
 
 Keys (``NN`` is a notebook's two-digit number, ``CLAIM`` a claim name of that notebook):
 
-* ``runtime NN``: the notebook's run times over the sweep's runs, with the machine and date;
+* ``runtime NN``: what the notebook's quick profile took on each CPU that timed the quick suite
+  (``bench/cpu_modes.json``, `python bench/cpu_modes.py suite`), with the whole suite's minutes;
 * ``sweep NN CLAIM``: how often the claim reached each verdict over the sweep's runs;
 * ``values NN CLAIM``: the range of the claim's measured value over the runs where it was tested
   (read from the recorded evidence: the difference of a comparison, else the estimate's value);
@@ -42,6 +43,7 @@ MARKER = re.compile(r"<!-- recorded: (?P<key>[^>]*?) -->(?P<text>.*?)<!-- /recor
 LESSONS = "bench/lessons_quick.json"
 SPEEDRUN = "bench/speedrun_record.json"
 ACCURACY = "bench/accuracy_results.json"
+CPU_MODES = "bench/cpu_modes.json"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -58,12 +60,13 @@ class Records:
     or given directly: ``Records(lessons={...}, speedrun={...}, accuracy={...})`` (for tests)."""
 
     def __init__(self, root: str | Path | None = None, lessons: Mapping | None = None,
-                 speedrun: Mapping | None = None, accuracy: Mapping | None = None):
+                 speedrun: Mapping | None = None, accuracy: Mapping | None = None,
+                 cpu_modes: Mapping | None = None):
         self._root = Path(root) if root is not None else None
-        self._data = {LESSONS: lessons, SPEEDRUN: speedrun, ACCURACY: accuracy}
+        self._data = {LESSONS: lessons, SPEEDRUN: speedrun, ACCURACY: accuracy, CPU_MODES: cpu_modes}
 
     def get(self, name: str) -> Mapping[str, Any]:
-        """The record file `name` (``LESSONS``, ``SPEEDRUN`` or ``ACCURACY``) as parsed JSON."""
+        """The record file `name` (``LESSONS``, ``SPEEDRUN``, ``ACCURACY`` or ``CPU_MODES``) as parsed JSON."""
         if self._data.get(name) is None:
             path = (self._root or find_root()) / name
             try:
@@ -107,6 +110,35 @@ def _sweep_source(lessons: Mapping, runs: int, source: str | None = None) -> str
     return f"`{LESSONS}`, {runs} runs{on}, {machine}, {str(lessons.get('measured', '?'))[:10]}"
 
 
+#: the units that give a CPU native bf16 (the words `bench/cpu_modes.py` writes into a CPU's name)
+NATIVE_BF16 = ("AMX-bf16", "AVX512-BF16")
+
+
+def _runtime(cpu_modes: Mapping, nn: str) -> str:
+    """Notebook NN's seconds in the quick suite on every CPU that timed it, per mode, and what is
+    still unmeasured: a CPU with native bf16 when none has timed this version."""
+    timed, bf16 = [], False
+    for cpu, rec in sorted(cpu_modes.get("suite_by_cpu", {}).items()):
+        native_bf16 = any(unit in cpu for unit in NATIVE_BF16)
+        bf16 |= native_bf16
+        for mode in ("native", "avx2"):
+            runs = [r for r in rec.get("runs", {}).get(f"current {mode}", []) if nn in r.get("notebooks", {})]
+            if not runs:
+                continue
+            secs = sum(r["notebooks"][nn]["seconds"] for r in runs) / len(runs)
+            total = sum(r["wall_s"] for r in rec["runs"][f"current {mode}"]) / len(rec["runs"][f"current {mode}"])
+            how = ("in AVX2 mode" if mode == "avx2" else "with native bf16") if native_bf16 else "(AVX2 only)"
+            timed.append(f"{secs:.0f} s on a 2-core {cpu} {how}, where the whole quick suite took "
+                         f"{total / 60:.1f} min ({str(rec.get('measured', '?'))[:10]})")
+    if not timed:
+        raise KeyError(f"recorded: notebook {nn!r} has no timed quick suite in {CPU_MODES}")
+    text = f"Its quick profile took {'; '.join(timed)} (`{CPU_MODES}`)."
+    if not bf16:
+        text += (" No CPU with native bf16 has timed this version yet; there the kit trains in bf16 "
+                 "autocast (bench/results.md section 3 records what that gains).")
+    return text
+
+
 def _tally(found) -> str:
     counts: dict[str, int] = {}
     for _, c in found:
@@ -141,11 +173,7 @@ def render(key: str, records: Records) -> str:
     words = key.split()
     kind = words[0] if words else ""
     if kind == "runtime" and len(words) == 2:
-        lessons = records.get(LESSONS)
-        runs = _notebook_runs(lessons, words[1])
-        seconds = [float(e["seconds"]) for _, e in runs if e.get("seconds") is not None]
-        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(runs))}) this notebook took "
-                f"{min(seconds):.0f} to {max(seconds):.0f} s per run.")
+        return _runtime(records.get(CPU_MODES), words[1])
     if kind == "notebook" and len(words) == 2:
         lessons = records.get(LESSONS)
         found = _claims(lessons, words[1], None)

@@ -27,13 +27,18 @@ def fake_records() -> Records:
             claim("share", "holds", "never-seen share 69.6% [69.0%, 70.2%]; claimed > 50.0%")]}}}}
     speedrun = {"timing": {"table": ["| a | b |", "| --- | --- |", "| 1 | 2 |"]}}
     accuracy = {"run-8ep": {"test_acc": 0.9118, "train_minutes": 5.84, "tta": ""}}
-    return Records(lessons=lessons, speedrun=speedrun, accuracy=accuracy)
+    run = {"wall_s": 600.0, "notebooks": {"05": {"seconds": 30.4}}}
+    cpu_modes = {"suite_by_cpu": {"CPU A (family 1, model 2; AVX2)": {
+        "measured": "2026-01-02 03:04", "runs": {"current avx2": [run], "baseline avx2": [run]}}}}
+    return Records(lessons=lessons, speedrun=speedrun, accuracy=accuracy, cpu_modes=cpu_modes)
 
 
 def test_render_each_kind_of_key():
     r = fake_records()
     source = "`bench/lessons_quick.json`, 2 runs, Test CPU, 2 cores, 2026-01-02"
-    assert render("runtime 05", r) == f"In the recorded quick sweep ({source}) this notebook took 30 to 46 s per run."
+    assert render("runtime 05", r).startswith(
+        "Its quick profile took 30 s on a 2-core CPU A (family 1, model 2; AVX2) (AVX2 only), where the whole "
+        "quick suite took 10.0 min (2026-01-02) (`bench/cpu_modes.json`). No CPU with native bf16 has timed")
     assert render("sweep 05 ratio", r) == (f"In the recorded quick sweep ({source}) this claim's verdicts were: "
                                           "*holds* 1, *inconclusive* 1.")
     assert render("sweep 05 ratio copy", r).endswith("1 runs on the CIFAR-10 copy, Test CPU, 2 cores, 2026-01-02) "
@@ -56,7 +61,7 @@ def test_bad_keys_say_what_is_wrong():
     r = fake_records()
     with pytest.raises(ValueError, match="unknown key 'runtimes 05'"):
         render("runtimes 05", r)
-    with pytest.raises(KeyError, match="notebook '07' has no run"):
+    with pytest.raises(KeyError, match="notebook '07' has no timed quick suite"):
         render("runtime 07", r)
     with pytest.raises(KeyError, match="no claim 'nope'"):
         render("sweep 05 nope", r)
@@ -84,12 +89,12 @@ def test_update_text_rewrites_only_the_marked_span():
     r = fake_records()
     text = "Before. <!-- recorded: runtime 05 -->It took a minute.<!-- /recorded --> After."
     new = update_text(text, r)
-    assert new.startswith("Before. <!-- recorded: runtime 05 -->In the recorded quick sweep")
-    assert new.endswith("30 to 46 s per run.<!-- /recorded --> After.")
+    assert new.startswith("Before. <!-- recorded: runtime 05 -->Its quick profile took 30 s")
+    assert new.endswith("records what that gains).<!-- /recorded --> After.")
     assert spans(new) == [("runtime 05", render("runtime 05", r))]
     # an inline span never starts a line (Markdown would render that line as raw HTML)
     assert update_text("Time:\n<!-- recorded: runtime 05 -->x<!-- /recorded -->", r).startswith(
-        "Time: <!-- recorded: runtime 05 -->In the")
+        "Time: <!-- recorded: runtime 05 -->Its quick")
     block = update_text("Table:\n<!-- recorded: speedrun timing -->\nold\n<!-- /recorded -->", r)
     assert block == "Table:\n<!-- recorded: speedrun timing -->\n| a | b |\n| --- | --- |\n| 1 | 2 |\n<!-- /recorded -->"
 
