@@ -689,13 +689,13 @@ def test_record_results_takes_a_claims_table(tmp_path, monkeypatch):
 
 
 #: A course-like notebook (setup of notebook 06, so its quick profile has 16 epochs) whose one claim,
-#: "16 epochs or more", shows with the profile's settings only; its invariant checks the code.
+#: "epochs - seed is 16 or more", shows with the profile's settings and seed 0 only.
 LESSON_CELLS = (
     "import torch\nimport cifarkit as ck\n"
     "cfg = ck.setup('06_gated_cnn', profile, epochs=epochs, seed=seed, data=data_source)\n"
     "data = ck.synthetic_cifar(n_train=20, n_test=10, seed=cfg.seed)",
     "claims = ck.Claims(ck.run_case(cfg, data))\n"
-    "claims.above('long_enough', 'The schedule runs at least 16 epochs', ck.Estimate.exact(cfg.epochs), 15.5)\n"
+    "claims.above('long_enough', 'Epochs minus seed is 16 or more', ck.Estimate.exact(cfg.epochs - cfg.seed), 15.5)\n"
     "claims.show()",
     "ck.record_results({'epochs': cfg.epochs}, cfg=cfg, data=data, claims=claims)",
 )
@@ -731,7 +731,29 @@ def test_a_changed_parameter_gives_a_finding_and_a_broken_invariant_still_fails(
     assert "| 01_lesson.ipynb | ok, differs from the course |" in md and "| 02_broken.ipynb | **FAILED** |" in md
     assert "**Ran to the end; differs from the course**: under this run's settings (epochs=2 (the quick " \
            "profile has 16)) the claims long_enough came out differently" in md
-    # the profile's own settings: the lesson must show, as nbval and `make run` require
-    strict = run_notebooks(tmp_path / "nbs", out=tmp_path / "defaults", only=["01"], progress=False)
+    # the profile's own settings and a seed of the lessons sweep: the lesson must show (nbval, `make run`)
+    strict = run_notebooks(tmp_path / "nbs", out=tmp_path / "seed1", only=["01"], parameters={"seed": 1},
+                           progress=False)
     assert strict.notebooks[0].status == "failed"
     assert "1 claim(s) off their expected verdict in this case (SYNTHETIC data" in strict.notebooks[0].error
+
+
+def test_statuses_ok_differs_failed_in_the_summary_and_the_sweep_tables():
+    from cifarkit.summary import check_summary, notebook_status, ran, status_label
+    from cifarkit.sweep import _cell, claims_table
+
+    differs = {"course_case": {"sized": False, "differs": ["lesson"]}}
+    assert notebook_status(None, differs) == "differs" and notebook_status(None, {"acc": 1}) == "ok"
+    assert notebook_status("AssertionError: broken", differs) == "failed"
+    assert notebook_status(None, {"course_case": "junk"}) == "ok"  # a malformed record is no finding
+    assert ran("differs") and ran("ok") and not ran("failed") and not ran("interrupted")
+    assert status_label("differs") == "ok, differs from the course" and status_label("??") == "**FAILED**"
+    # a summary.json written before the status existed, or by hand, gets its lists filled in
+    summary = check_summary({"notebooks": [{"name": "a.ipynb", "status": "differs"}, {"name": "b.ipynb", "status": "ok"}]})
+    assert summary["ok"] and summary["failed"] == [] and summary["differs"] == ["a.ipynb"]
+    claim = {"name": "lesson", "statement": "It shows", "verdict": "does not hold"}
+    table = claims_table({"run 1": {"a.ipynb": {"status": "differs", "claims": [claim]}},
+                          "run 2": {"a.ipynb": {"status": "failed", "claims": []}}})
+    assert table[2] == "| a.ipynb | It shows | **FAILS** | FAILED |"
+    assert table[-1] == "| a.ipynb | (notebook failed in: run 2) | | |"
+    assert _cell({"status": "differs", "seconds": 1.0, "claims": [claim]}).startswith("ok, differs from the course 1.0 s")
