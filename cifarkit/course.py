@@ -44,9 +44,6 @@ ABLATION_BLOCKS = ("layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30"
 #: the checkpoint of notebook 01's logits model, which notebooks 03 and 04 prune
 FINETUNED = "resnet18_logits"
 
-# Every quick profile was sized with bench/lessons.py so that each claim its notebook states holds
-# for seeds 0, 1 and 2 on both the synthetic set and the CIFAR-10 copy; the comments say what a
-# smaller size did. Every full profile is the course run on all of CIFAR-10 (n_train=None).
 #: the seeds of the lessons sweep (bench/lessons.py): with these, a profile's own settings and a data
 #: source of `SIZED_DATA`, a run is a case the course was sized for (`RunCase.sized`), where its
 #: notebooks assert their expected verdicts; under other settings they report the claims that differ
@@ -54,6 +51,9 @@ SIZED_SEEDS = (0, 1, 2)
 #: the data sources of the lessons sweep, and real CIFAR-10, which the copy stands in for
 SIZED_DATA = ("synthetic", "cifar10-unverified", "cifar10")
 
+# Every quick profile was sized with bench/lessons.py so that each claim its notebook states holds
+# for seeds 0, 1 and 2 on both the synthetic set and the CIFAR-10 copy; the comments say what a
+# smaller size did. Every full profile is the course run on all of CIFAR-10 (n_train=None).
 PROFILES: dict[str, dict[str, dict]] = {
     "01_softmax_vs_logits": {
         # scales: the logit scales of the saturation demo; grad_steps: steps of the gradient check
@@ -142,7 +142,9 @@ def notebook_profiles(notebook: str) -> dict[str, dict]:
 def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Profile:
     """Resolve `profile` of `notebook` (see `resolve_profile`; `overrides` are the notebook's
     parameters, None meaning "the profile's choice"), print the other profile for comparison, and
-    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use."""
+    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use, and
+    ``cfg.changed``, the settings the parameters changed (`changed_settings`), which `run_case`
+    names in the case and which make it a case the course was not sized for."""
     profiles = notebook_profiles(notebook)
     cfg = resolve_profile(profile, copy.deepcopy(profiles), verbose=verbose, **overrides)  # nothing shared
     cfg["notebook"] = notebook
