@@ -204,7 +204,7 @@ class RunCase:
 
     def changes(self) -> list[str]:
         """Each way this case differs from the cases the course was sized for, in words:
-        ``"epochs=2 (the quick profile has 16)"``, ``"seed=7 (the course was sized on seeds 0, 1, 2)"``."""
+        ``"epochs=2 (the quick profile has 16)"``, ``"seed=7 (the course was sized on seeds 0, 1, 2, 3, 4)"``."""
         from .course import SIZED_DATA, SIZED_SEEDS
         from .profiles import PROFILE_NAMES
         out = [f"{name}={value} (the {self.profile} profile has {default})" for name, value, default in self.changed]
