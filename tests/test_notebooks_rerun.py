@@ -53,7 +53,8 @@ def comparable(metrics: dict) -> dict:
         if isinstance(value, dict):
             return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}{key}.").items()}
         return {prefix.rstrip("."): value}
-    out = {k: v for k, v in flat({k: v for k, v in metrics.items() if k not in ("claims", "device")}).items()
+    skip = ("claims", "course_case", "device")  # the claims are compared below, timed ones left out
+    out = {k: v for k, v in flat({k: v for k, v in metrics.items() if k not in skip}).items()
            if not TIMED.search(k)}
     out.update({f"claim {c['name']}": (c["verdict"], c["evidence"]) for c in metrics.get("claims", [])
                 if not TIMED.search(c["name"] + c["statement"])})
