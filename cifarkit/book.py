@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .claims import VERDICTS, claims_markdown, md_cell
-from .summary import SYNTHETIC_LABEL, data_source_label, joined, read_summary
+from .summary import DIFFERS, OK, SYNTHETIC_LABEL, data_source_label, joined, ran, read_summary, status_label
 
 __all__ = ["build_book", "Book", "external_references", "colab_url", "run_case_rows", "default_out_dir"]
 
@@ -223,7 +223,7 @@ def run_case_rows(summary: Mapping[str, Any], notebooks: Mapping[str, Any] | Non
         params.update(nb.get("parameters") or {})
         if "seed" in params:
             seeds[stem] = [str(params["seed"])]
-    n_ok = sum(1 for nb in nbs if nb["status"] == "ok")
+    n_ok = sum(1 for nb in nbs if ran(nb["status"]))
     return [
         ("Data source", md_cell(joined(summary["data_source"], data_source_label))),
         ("Initial weights", md_cell(_per_notebook(
@@ -287,7 +287,8 @@ def _provenance(page: _Page, summary: Mapping[str, Any]) -> str:
     if m.get("torch_version"):
         bits.append(f"torch {m['torch_version']}")
     bits.append(f"data: {data_source_label(m.get('data_source')) if m else joined(summary['data_source'], data_source_label)}")
-    status = "ran to the end" if entry["status"] == "ok" else "FAILED"
+    status = {OK: "ran to the end", DIFFERS: "ran to the end, differing from the course under these settings"}.get(
+        entry["status"], "FAILED")
     return f":::{{container}} cifarkit-provenance\n{'; '.join(bits)}. It {status} in {float(entry['duration_s']):.1f} s.\n:::\n"
 
 
@@ -308,7 +309,7 @@ def _verdicts(page: _Page) -> str:
     lines = [":::{container} cifarkit-verdicts", "**What this run showed**", ""]
     if claims:
         lines += claims_markdown(claims)
-    elif page.entry["status"] != "ok":
+    elif not ran(page.entry["status"]):
         error = md_cell(page.entry.get("error") or "no message").replace("`", "'")
         lines += [f"This notebook failed before it recorded its claims: `{error}`", ""]
     else:
@@ -378,7 +379,7 @@ def _landing(summary: Mapping[str, Any], pages: list[_Page], slides: Mapping[str
         entry = by_notebook.get(page.entry["name"], page.entry)
         counts = verdict_counts(entry.get("claims") or [])
         title = re.sub(r"[`<>]", "", page.title)
-        status = "ok" if entry["status"] == "ok" else "**FAILED**"
+        status = status_label(entry["status"])
         blurb = " ".join(page.blurb.split()).replace("|", "\\|")  # md_cell would break its math
         lines.append(f"| {{doc}}`{md_cell(title)} <{page.stem}>` | {blurb} | {status} | "
                      + " | ".join(str(counts[v]) if entry.get("claims") else "-" for v in VERDICTS) + " |")

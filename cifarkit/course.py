@@ -44,6 +44,14 @@ ABLATION_BLOCKS = ("layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30"
 #: the checkpoint of notebook 01's logits model, which notebooks 03 and 04 prune
 FINETUNED = "resnet18_logits"
 
+#: the seeds of the lessons sweep (bench/lessons.py, seeds 0 to 4): with these, a profile's own
+#: settings and a data source of `SIZED_DATA`, a run is a case the course was sized for
+#: (`RunCase.sized`), where its notebooks assert their expected verdicts; under other settings they
+#: report the claims that differ
+SIZED_SEEDS = (0, 1, 2, 3, 4)
+#: the data sources of the lessons sweep, and real CIFAR-10, which the copy stands in for
+SIZED_DATA = ("synthetic", "cifar10-unverified", "cifar10")
+
 # Every quick profile was sized with bench/lessons.py so that each claim its notebook states holds
 # for seeds 0, 1 and 2 on both the synthetic set and the CIFAR-10 copy; the comments say what a
 # smaller size did. Every full profile is the course run on all of CIFAR-10 (n_train=None).
@@ -135,15 +143,36 @@ def notebook_profiles(notebook: str) -> dict[str, dict]:
 def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Profile:
     """Resolve `profile` of `notebook` (see `resolve_profile`; `overrides` are the notebook's
     parameters, None meaning "the profile's choice"), print the other profile for comparison, and
-    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use."""
+    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use, and
+    ``cfg.changed``, the settings the parameters changed (`changed_settings`), which `run_case`
+    names in the case and which make it a case the course was not sized for."""
     profiles = notebook_profiles(notebook)
     cfg = resolve_profile(profile, copy.deepcopy(profiles), verbose=verbose, **overrides)  # nothing shared
     cfg["notebook"] = notebook
+    cfg["changed"] = changed_settings(profiles[cfg.name], cfg, overrides)
     if verbose:
         for name, settings in profiles.items():
             if name != cfg.name:
                 print(f"(profile {name!r}: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")")
+        if cfg["changed"]:
+            print(f"Changed from the {cfg.name} profile: " + ", ".join(
+                f"{k}={v} (the profile has {d})" for k, (v, d) in cfg["changed"].items())
+                + ". The course's expected verdicts are asserted only with the profile's own settings; "
+                "the invariants cell reports the claims that come out differently.")
     return cfg
+
+
+def _plain(value):
+    """`value` with its tuples made lists (a parameter arrives as a list, a profile holds a tuple)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def changed_settings(profile: dict, cfg: dict, overrides: dict) -> dict[str, tuple]:
+    """``{name: (value, the profile's value)}`` for each of the `overrides` (a notebook's
+    parameters, None meaning "the profile's choice") that sets a setting of `profile` to another
+    value in the resolved `cfg`: what `RunCase` names as changed."""
+    return {key: (cfg[key], profile[key]) for key, value in overrides.items()
+            if value is not None and key in profile and _plain(cfg[key]) != _plain(profile[key])}
 
 
 def artifact(cfg, name: str) -> Path:

@@ -64,7 +64,10 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
     with ``name``, ``statement``, ``verdict`` (one of `cifarkit.claims.VERDICTS`), ``case``,
     ``evidence`` and ``reason``; they are checked and stored under ``"claims"``, which the run
-    report turns into verdict tables. The file is written atomically (`cifarkit.files.atomic_write`):
+    report turns into verdict tables. A `cifarkit.Claims` table also records its case under
+    ``"course_case"``: the case in words, whether the course was sized for it (`RunCase.sized`),
+    its changes and the claims that came out differently from the course (in a case it was not
+    sized for the run reports the notebook as "differs", not failed). The file is written atomically (`cifarkit.files.atomic_write`):
     a kill leaves the old file or the new one, and a full disk raises one line naming it.
     """
     from . import devices
@@ -84,6 +87,10 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
             raise ValueError("record_results: pass the claims either in metrics['claims'] or as "
                              "claims=..., not both")
         payload["claims"] = check_claims(claims, "record_results claims")
+        case = getattr(claims, "case", None)
+        if case is not None:  # a ck.Claims table
+            payload["course_case"] = {"case": str(case), "sized": case.sized, "changes": case.changes(),
+                                      "differs": [c.name for c in claims.differing()]}
     elif "claims" in payload:
         payload["claims"] = check_claims(payload["claims"], "metrics['claims']")
     payload.setdefault("torch_version", torch.__version__)

@@ -95,7 +95,8 @@ from .files import atomic_write_text, disk_full_error
 from .notebook_params import (ParameterError, ParamSpec, list_notebooks, notebook_parameters,
                               parse_cli_parameters, plan_parameters)
 from .params import SCHEMA, Spec
-from .summary import NotebookResult, render_summary_markdown, summary_dict
+from .summary import (DIFFERS, NotebookResult, differing_claims, notebook_status, render_summary_markdown,
+                      summary_dict)
 
 
 # --------------------------------------------------------------------------
@@ -456,7 +457,7 @@ def notebook_result(path: Path, output: Path, run_dir: Path, parameters: Mapping
     figures = _extract_figures(output, run_dir / "figures", path.stem) if output.exists() else []
     return NotebookResult(
         name=path.name, path=path, output=output if output.exists() else None,
-        status="ok" if error is None else "failed", duration_s=duration,
+        status=notebook_status(error, metrics), duration_s=duration,
         parameters=dict(parameters), error=error, metrics=metrics, metrics_note=note,
         figures=figures, worker=dict(worker) if worker else None,
     )
@@ -465,7 +466,9 @@ def notebook_result(path: Path, output: Path, run_dir: Path, parameters: Mapping
 def progress_line(nb: NotebookResult, suffix: str = "") -> str:
     """The line printed when a notebook finishes: name, status, seconds (and `suffix`), its error."""
     tail = f"  {nb.error}" if nb.error else ""
-    return f"{nb.name:<40s} {nb.status:<6s} {nb.duration_s:7.1f} s{suffix}{tail}"
+    if nb.status == DIFFERS:
+        tail = "  ran to the end; claims that differ from the course: " + ", ".join(differing_claims(nb.metrics))
+    return f"{nb.name:<40s} {nb.status:<7s} {nb.duration_s:7.1f} s{suffix}{tail}"
 
 
 def write_report(results: list[NotebookResult], run_dir: Path, profile: str, parameters: Mapping[str, Any],

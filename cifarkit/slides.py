@@ -52,7 +52,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .summary import (SYNTHETIC_LABEL, check_summary, claims_markdown, metrics_markdown,
+from .summary import (SYNTHETIC_LABEL, check_summary, claims_markdown, differs_markdown, metrics_markdown, ran,
                       notebooks_table_markdown, read_summary, run_table_markdown, verdicts_markdown)
 
 __all__ = ["build_slides", "prepare_for_slides", "overview_notebook", "SHOW_INPUT_TAG"]
@@ -252,8 +252,9 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
     for nb, nb_figures in zip(nbs, figures):
         stem = Path(nb["name"]).stem
         lines = [f"## {stem}", ""]
-        if nb["status"] != "ok":
+        if not ran(nb["status"]):
             lines += [f"**FAILED**: `{nb.get('error')}`", ""]
+        lines += differs_markdown(nb)
         lines += claims_markdown(nb.get("claims") or [])
         m = nb.get("metrics")
         if m:

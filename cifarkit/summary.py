@@ -12,6 +12,14 @@ A notebook records its lesson as claims with computed verdicts: the metrics JSON
 (`CLAIM_KEYS`), ``verdict`` one of `VERDICTS` (from `cifarkit.claims`, which computes them).
 ``summary.json`` keeps each notebook's list under ``notebooks[i]["claims"]`` and counts them
 under ``"verdicts"``: ``{"total": {verdict: n}, "by_notebook": {notebook: {verdict: n}}}``.
+
+Statuses
+--------
+A notebook ends ``"ok"`` (`OK`), ``"differs"`` (`DIFFERS`: it ran to the end under settings the
+course was not sized for and some claims came out differently from the course's expected verdicts,
+as its metrics record under ``"course_case"``; shown as "ok, differs from the course") or
+``"failed"`` (`FAILED`: it stopped with an error, a broken invariant for one). `ran` says whether a
+status means the notebook ran to the end (`RAN`); `status_label` words a status for a table.
 """
 from __future__ import annotations
 
@@ -31,7 +39,39 @@ SYNTHETIC_LABEL = "SYNTHETIC (not CIFAR-10)"
 RUN_KEYS = ("profile", "device", "precision", "data_source", "torch_version")
 
 #: Keys of a metrics JSON shown elsewhere in the report than the metrics table.
-NOT_METRICS = RUN_KEYS + ("claims",)
+NOT_METRICS = RUN_KEYS + ("claims", "course_case")
+
+#: The statuses of a notebook in a run (see the module docstring).
+OK, DIFFERS, FAILED = "ok", "differs", "failed"
+#: The statuses of a notebook that ran to the end.
+RAN = (OK, DIFFERS)
+_STATUS_LABELS = {OK: "ok", DIFFERS: "ok, differs from the course", FAILED: "**FAILED**"}
+
+
+def ran(status: Any) -> bool:
+    """True when `status` says the notebook ran to the end (`OK` or `DIFFERS`)."""
+    return status in RAN
+
+
+def status_label(status: Any) -> str:
+    """A status for a Markdown table: ``ok``, ``ok, differs from the course`` or ``**FAILED**``."""
+    return _STATUS_LABELS[status if status in RAN else FAILED]
+
+
+def differing_claims(metrics: Any) -> list[str]:
+    """The claims a notebook's metrics record as differing from the course (``"course_case"``,
+    written by `record_results` from a `cifarkit.Claims` table); [] when none or malformed."""
+    case = metrics.get("course_case") if isinstance(metrics, Mapping) else None
+    names = case.get("differs") if isinstance(case, Mapping) else None
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def notebook_status(error: str | None, metrics: Any) -> str:
+    """`FAILED` when the notebook stopped with `error`, else `DIFFERS` when its `metrics` record
+    claims that came out differently from the course (`differing_claims`), else `OK`."""
+    if error is not None:
+        return FAILED
+    return DIFFERS if differing_claims(metrics) else OK
 
 #: The fields of a claim; ``reason`` may be None.
 CLAIM_KEYS = ("name", "statement", "verdict", "case", "evidence", "reason")
@@ -45,7 +85,7 @@ CLAIM_KEYS = ("name", "statement", "verdict", "case", "evidence", "reason")
 class NotebookResult:
     """What happened to one notebook of a run.
 
-    ``status`` is ``"ok"`` or ``"failed"``; ``error`` is a one-line summary
+    ``status`` is ``"ok"``, ``"differs"`` or ``"failed"`` (`notebook_status`); ``error`` is a one-line summary
     (exception name and message) when it failed. ``output`` is the executed
     copy in the run directory (``None`` if papermill could not write one),
     ``metrics`` the content of ``<stem>.metrics.json`` (``None`` if the
@@ -73,8 +113,8 @@ class NotebookResult:
 
     @property
     def ok(self) -> bool:
-        """True when the notebook ran to the end."""
-        return self.status == "ok"
+        """True when the notebook ran to the end (its status is ``"ok"`` or ``"differs"``)."""
+        return ran(self.status)
 
 
 
@@ -267,6 +307,7 @@ def summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
         "duration_s": round(duration_s, 3),
         "ok": all(nb.ok for nb in result_nbs),
         "failed": [nb.name for nb in result_nbs if not nb.ok],
+        "differs": [nb.name for nb in result_nbs if nb.status == DIFFERS],
         "verdicts": verdict_tally(notebooks),
         "notebooks": notebooks,
         "figures": [f for nb in notebooks for f in nb["figures"]],
@@ -280,8 +321,11 @@ def summary_dict(result_nbs: list[NotebookResult], run_dir: Path, profile: str,
 def run_table_markdown(summary: Mapping[str, Any]) -> list[str]:
     """The two-column table about the run: status, profile, parameters, device, data, timing."""
     nbs = summary["notebooks"]
-    n_ok = sum(1 for nb in nbs if nb["status"] == "ok")
+    n_ok = sum(1 for nb in nbs if ran(nb["status"]))
     status = "all notebooks passed" if summary["ok"] else "FAILED: " + md_cell(", ".join(summary["failed"]))
+    differs = [nb["name"] for nb in nbs if nb["status"] == DIFFERS]
+    if differs:
+        status += "; differs from the course under these settings: " + md_cell(", ".join(differs))
     params = summary.get("parameters") or {}
     shown = md_cell(", ".join(f"{k}={v!r}" for k, v in params.items())) if params else "(defaults)"
     return [
@@ -325,7 +369,7 @@ def notebooks_table_markdown(notebooks: Iterable[Mapping[str, Any]], compact: bo
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for nb in notebooks:
         m = nb.get("metrics") or {}
-        cells = [md_cell(nb["name"]), "ok" if nb["status"] == "ok" else "**FAILED**",
+        cells = [md_cell(nb["name"]), status_label(nb["status"]),
                  f"{float(nb['duration_s']):.1f}",
                  md_cell(data_source_label(m.get("data_source")) if m else "-")]
         if not compact:
@@ -357,6 +401,20 @@ def verdicts_markdown(summary: Mapping[str, Any], heading: str = "## Verdicts") 
     return lines
 
 
+def differs_markdown(nb: Mapping[str, Any]) -> list[str]:
+    """For a notebook whose status is `DIFFERS`: a paragraph naming the claims that came out
+    differently and the settings that differ from the course's (else [])."""
+    if nb.get("status") != DIFFERS:
+        return []
+    case = (nb.get("metrics") or {}).get("course_case") or {}
+    changes = case.get("changes") if isinstance(case.get("changes"), list) else []
+    text = (f"**Ran to the end; differs from the course**: under this run's settings "
+            f"({md_cell('; '.join(map(str, changes)) or case.get('case', '?'))}) the claims "
+            f"{md_cell(', '.join(differing_claims(nb.get('metrics'))))} came out differently from the "
+            "course's expected verdicts, which are asserted only in the cases the course was sized for.")
+    return [text, ""]
+
+
 def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     """Render a ``summary.json`` dict as a Markdown report."""
     nbs = summary["notebooks"]
@@ -372,9 +430,10 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     lines += ["## Results per notebook", ""]
     for nb in nbs:
         lines += [f"### {nb['name']}", ""]
-        if nb["status"] != "ok":
+        if not ran(nb["status"]):
             lines += [f"**FAILED**: `{nb['error']}`. The executed copy `{nb['executed']}` "
                       "keeps the traceback.", ""]
+        lines += differs_markdown(nb)
         lines += claims_markdown(nb.get("claims") or [])
         if nb.get("claims_note"):
             lines += [f"_{md_cell(nb['claims_note'])}_", ""]
@@ -400,7 +459,7 @@ _SUMMARY_FIELDS: dict[str, tuple[tuple, Any]] = {
     "run_name": ((str,), None), "profile": ((str,), "?"), "parameters": ((dict,), {}),
     "kernel_name": ((str, type(None)), None), "device": ((list, str), []), "precision": ((list, str), []),
     "data_source": ((list, str), []), "synthetic_data": ((bool,), False), "started_at": ((str,), "?"),
-    "duration_s": (_NUMBER, 0.0), "ok": ((bool,), None), "failed": ((list,), None),
+    "duration_s": (_NUMBER, 0.0), "ok": ((bool,), None), "failed": ((list,), None), "differs": ((list,), None),
     "verdicts": ((dict,), {}), "figures": ((list,), []), "engine": ((dict, type(None)), None),
 }
 _NOTEBOOK_FIELDS: dict[str, tuple[tuple, Any]] = {
@@ -464,15 +523,17 @@ def check_summary(summary: Any, source: str = "summary.json") -> dict[str, Any]:
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
         notebooks.append(nb)
-    for key in ("failed", "figures"):
+    for key in ("failed", "differs", "figures"):
         for k, item in enumerate(out[key] or []):
             if not isinstance(item, str):
                 raise ValueError(f"{source}: {key}[{k}] must be a string, got {_type_name(item)}")
     out["notebooks"] = notebooks
     if out["ok"] is None:
-        out["ok"] = all(nb["status"] == "ok" for nb in notebooks)
+        out["ok"] = all(ran(nb["status"]) for nb in notebooks)
     if out["failed"] is None:
-        out["failed"] = [nb["name"] for nb in notebooks if nb["status"] != "ok"]
+        out["failed"] = [nb["name"] for nb in notebooks if not ran(nb["status"])]
+    if out["differs"] is None:
+        out["differs"] = [nb["name"] for nb in notebooks if nb["status"] == DIFFERS]
     return out
 
 

@@ -32,7 +32,7 @@ from .files import atomic_write_text
 from .notebook_params import plan_parameters
 from .params import SCHEMA, Spec
 from .runner import RunResult, _prepare_out_dir, check_run_arguments, new_run_dir, now_iso
-from .summary import SYNTHETIC_LABEL, md_cell, worker_label
+from .summary import SYNTHETIC_LABEL, md_cell, ran, status_label, worker_label
 
 __all__ = ["combinations", "swept_names", "combination_label", "combination_folders", "collect",
            "claims_table", "run_sweep", "SweepResult", "MARKS"]
@@ -113,9 +113,10 @@ def claims_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list
                 if found:
                     cells.append(MARKS.get(found[0]["verdict"], found[0]["verdict"]))
                 else:
-                    cells.append("FAILED" if entry.get("status") not in (None, "ok") else "-")
+                    cells.append("FAILED" if entry.get("status") is not None and not ran(entry["status"]) else "-")
             lines.append(f"| {nb} | {statement} | " + " | ".join(cells) + " |")
-        failed = [run for run in runs if results[run].get(nb, {}).get("status") not in (None, "ok")]
+        failed = [run for run in runs if results[run].get(nb, {}).get("status") is not None
+                  and not ran(results[run][nb]["status"])]
         if failed:
             lines.append(f"| {nb} | (notebook failed in: {', '.join(failed)}) |" + " |" * len(runs))
     return lines
@@ -238,7 +239,7 @@ def render_sweep_markdown(summary: Mapping[str, Any]) -> str:
     runs = summary["runs"]
     labels = [r["label"] for r in runs]
     n_total = sum(len(r["notebooks"]) for r in runs)
-    n_ok = sum(nb["status"] == "ok" for r in runs for nb in r["notebooks"].values())
+    n_ok = sum(ran(nb["status"]) for r in runs for nb in r["notebooks"].values())
     lines = [f"# cifarkit sweep `{summary['run_name']}`", ""]
     if any("synthetic" in [str(s).lower() for s in r.get("data_source") or []] for r in runs):
         lines += [f"> **Warning: {SYNTHETIC_LABEL}.** Some combinations trained on synthetic stand-in data; "
@@ -271,7 +272,7 @@ def render_sweep_markdown(summary: Mapping[str, Any]) -> str:
 def _cell(entry: Mapping[str, Any] | None) -> str:
     if not entry:
         return "-"
-    head = "ok" if entry["status"] == "ok" else "**FAILED**"
+    head = status_label(entry["status"])
     counts = {v: sum(c.get("verdict") == v for c in entry.get("claims", [])) for v in VERDICTS}
     verdicts = ", ".join(f"{MARKS[v]} {n}" for v, n in counts.items() if n)
     where = f" on {worker_label(entry['worker'])}" if entry.get("worker") else ""

@@ -686,3 +686,74 @@ def test_record_results_takes_a_claims_table(tmp_path, monkeypatch):
     assert stored[0]["case"] == "SYNTHETIC data, random init, quick profile"
     _, md = _report_for(["01_t.ipynb"], tmp_path)
     assert "| A beats B | **holds** |" in md and "**not testable here**: synthetic data" in md
+
+
+#: A course-like notebook (setup of notebook 06, so its quick profile has 16 epochs) whose one claim,
+#: "epochs - seed is 16 or more", shows with the profile's settings and seed 0 only.
+LESSON_CELLS = (
+    "import torch\nimport cifarkit as ck\n"
+    "cfg = ck.setup('06_gated_cnn', profile, epochs=epochs, seed=seed, data=data_source)\n"
+    "data = ck.synthetic_cifar(n_train=20, n_test=10, seed=cfg.seed)",
+    "claims = ck.Claims(ck.run_case(cfg, data))\n"
+    "claims.above('long_enough', 'Epochs minus seed is 16 or more', ck.Estimate.exact(cfg.epochs - cfg.seed), 15.5)\n"
+    "claims.show()",
+    "ck.record_results({'epochs': cfg.epochs}, cfg=cfg, data=data, claims=claims)",
+)
+LESSON_PARAMETERS = 'profile = "quick"\ndata_source = "synthetic"\nepochs = None\nseed = 0'
+
+
+def test_a_changed_parameter_gives_a_finding_and_a_broken_invariant_still_fails(tmp_path, capsys):
+    """``cifarkit run -p epochs=2``: the lesson that does not show is reported ("differs"), the
+    notebook runs to its end; a broken invariant (softmax outputs that do not sum to 1) fails in
+    every case; with the profile's own settings a lesson that does not show fails (CI stays strict)."""
+    write_notebook(tmp_path / "nbs" / "01_lesson.ipynb", LESSON_PARAMETERS, *LESSON_CELLS,
+                   "assert torch.allclose(torch.softmax(torch.ones(2, 10), 1).sum(1), torch.ones(2))\n"
+                   "claims.check()\nprint('all invariants hold')")
+    write_notebook(tmp_path / "nbs" / "02_broken.ipynb", LESSON_PARAMETERS, *LESSON_CELLS,
+                   "probs = 1.1 * torch.softmax(torch.ones(2, 10), 1)  # a broken softmax\n"
+                   "assert torch.allclose(probs.sum(1), torch.ones(2)), 'the softmax outputs must sum to 1'\n"
+                   "claims.check()")
+    result = run_notebooks(tmp_path / "nbs", out=tmp_path / "edited", parameters={"epochs": 2}, progress=True)
+    lesson, broken = result.notebooks
+    assert (lesson.status, broken.status) == ("differs", "failed") and lesson.ok and not result.ok
+    assert broken.error.startswith("AssertionError: the softmax outputs must sum to 1")
+    assert lesson.metrics["course_case"] == {
+        "case": "SYNTHETIC data, random init, quick profile, epochs=2 (changed)", "sized": False,
+        "changes": ["epochs=2 (the quick profile has 16)"], "differs": ["long_enough"]}
+    out = capsys.readouterr().out
+    assert re.search(r"01_lesson.ipynb\s+differs .*claims that differ from the course: long_enough", out)
+    executed = nbformat.read(str(lesson.output), as_version=4)
+    banner = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert "1 of 1 claim(s) came out differently" in banner and "all invariants hold" in banner
+    summary = json.loads(result.summary_json.read_text())
+    assert summary["failed"] == ["02_broken.ipynb"] and summary["differs"] == ["01_lesson.ipynb"]
+    md = result.summary_md.read_text()
+    assert "| 01_lesson.ipynb | ok, differs from the course |" in md and "| 02_broken.ipynb | **FAILED** |" in md
+    assert "**Ran to the end; differs from the course**: under this run's settings (epochs=2 (the quick " \
+           "profile has 16)) the claims long_enough came out differently" in md
+    # the profile's own settings and a seed of the lessons sweep: the lesson must show (nbval, `make run`)
+    strict = run_notebooks(tmp_path / "nbs", out=tmp_path / "seed1", only=["01"], parameters={"seed": 1},
+                           progress=False)
+    assert strict.notebooks[0].status == "failed"
+    assert "1 claim(s) off their expected verdict in this case (SYNTHETIC data" in strict.notebooks[0].error
+
+
+def test_statuses_ok_differs_failed_in_the_summary_and_the_sweep_tables():
+    from cifarkit.summary import check_summary, notebook_status, ran, status_label
+    from cifarkit.sweep import _cell, claims_table
+
+    differs = {"course_case": {"sized": False, "differs": ["lesson"]}}
+    assert notebook_status(None, differs) == "differs" and notebook_status(None, {"acc": 1}) == "ok"
+    assert notebook_status("AssertionError: broken", differs) == "failed"
+    assert notebook_status(None, {"course_case": "junk"}) == "ok"  # a malformed record is no finding
+    assert ran("differs") and ran("ok") and not ran("failed") and not ran("interrupted")
+    assert status_label("differs") == "ok, differs from the course" and status_label("??") == "**FAILED**"
+    # a summary.json written before the status existed, or by hand, gets its lists filled in
+    summary = check_summary({"notebooks": [{"name": "a.ipynb", "status": "differs"}, {"name": "b.ipynb", "status": "ok"}]})
+    assert summary["ok"] and summary["failed"] == [] and summary["differs"] == ["a.ipynb"]
+    claim = {"name": "lesson", "statement": "It shows", "verdict": "does not hold"}
+    table = claims_table({"run 1": {"a.ipynb": {"status": "differs", "claims": [claim]}},
+                          "run 2": {"a.ipynb": {"status": "failed", "claims": []}}})
+    assert table[2] == "| a.ipynb | It shows | **FAILS** | FAILED |"
+    assert table[-1] == "| a.ipynb | (notebook failed in: run 2) | | |"
+    assert _cell({"status": "differs", "seconds": 1.0, "claims": [claim]}).startswith("ok, differs from the course 1.0 s")
