@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import cifarkit as ck  # noqa: E402
-from cifarkit.notebook_params import parse_value  # noqa: E402
+from cifarkit.course.notebook_params import parse_value  # noqa: E402
 from cifarkit.recipes import RECIPES, get_recipe, train_recipe  # noqa: E402
 
 EXACT_TEST_IMAGES = 1000

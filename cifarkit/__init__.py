@@ -26,8 +26,8 @@ _settings.apply_cpu_mode()  # CIFARKIT_CPU=avx2: torch's kernels limited to AVX2
 
 _EXPORTS = {
     "callbacks": ["Callback", "Checkpoint", "EpochLog", "Lookahead", "ProgressBar", "StopAfter"],
-    "claims": ["Claim", "Claims", "Estimate", "RunCase", "run_case"],
-    "course": ["setup", "artifact", "finetuned_resnet18", "notebook_profiles"],
+    "course.claims": ["Claim", "Claims", "Estimate", "RunCase", "run_case"],
+    "course.notebooks": ["setup", "artifact", "finetuned_resnet18", "notebook_profiles"],
     "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
              "textbook_loader", "torchvision_dataset"],
     "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
@@ -41,7 +41,7 @@ _EXPORTS = {
     "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "SpeedrunNet",
                "resnet152_transfer", "remove_skip_connections"],
     "plotting": ["Animator", "show_figure"],
-    "profiles": ["Profile", "resolve_profile"],
+    "course.profiles": ["Profile", "resolve_profile"],
     "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
                 "remove_pruning", "sparsity", "SparsityTracker", "unseen_weights"],
     "recipes": ["Recipe", "RECIPES", "get_recipe", "register_recipe", "register_model", "train_recipe",
@@ -50,7 +50,7 @@ _EXPORTS = {
     "resume": [],
     "runtime": ["eval_mode", "in_kernel"],
     "settings": [],
-    "results": ["artifacts_dir", "record_results"],
+    "course.results": ["artifacts_dir", "record_results"],
     "synthetic": ["synthetic_cifar"],
     "timing": ["Timer"],
     "training": ["History", "NonFiniteLossError", "Tester", "Trainer", "evaluate", "seed_everything",
@@ -65,7 +65,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value
         return value
-    if name in _EXPORTS:  # submodules: ck.pruning, ck.models, ...
+    if name in _EXPORTS or name == "course":  # submodules: ck.pruning, ck.models, ck.course ...
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
 

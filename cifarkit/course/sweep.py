@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
-from .files import atomic_write_text
+from ..files import atomic_write_text
 from .notebook_params import plan_parameters
 from .params import SCHEMA, Spec
 from .runner import RunResult, _prepare_out_dir, check_run_arguments, new_run_dir, now_iso

@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .files import atomic_write_text
+from ..files import atomic_write_text
 from .notebook_params import plan_parameters
 from .params import SCHEMA, Spec
 from .runner import (OFFLINE_LINE, RunResult, _check_kernels, _one_line, _prepare_out_dir,
@@ -305,7 +305,7 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
            "kernel_name": spec.get("kernel_name"), "reply": base + ".reply.json", "parent": os.getpid()}
     atomic_write_text(base + ".job.json", json.dumps(job))
     with open(base + ".log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.engine", base + ".job.json"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.course.engine", base + ".job.json"], env=env,
                                 cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         stopped = _supervise(proc, spec.get("time_limit"), state / CANCEL_FILE, Path(job["reply"]))

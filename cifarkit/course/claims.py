@@ -38,7 +38,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .validation import number, positive_int
+from ..validation import number, positive_int
 
 __all__ = ["Estimate", "Claim", "Claims", "RunCase", "run_case", "VERDICTS", "HOLDS", "FAILS",
            "INCONCLUSIVE", "NOT_TESTABLE", "Z"]

@@ -91,7 +91,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["RunResult", "new_run_dir", "run_notebooks", "format_failures", "main_run", "default_notebooks_dir"]
 
-from .files import atomic_write_text, disk_full_error
+from ..files import atomic_write_text, disk_full_error
 from .notebook_params import (ParameterError, ParamSpec, list_notebooks, notebook_parameters,
                               parse_cli_parameters, plan_parameters)
 from .params import SCHEMA, Spec
@@ -242,7 +242,7 @@ def _probe_network() -> str | None:
     `getattr` keeps this working with a ``cifarkit.data`` that has no such function.
     """
     try:
-        from . import data
+        from .. import data
     except Exception:  # noqa: BLE001 - no data module, no probe
         return None
     probe = getattr(data, "network_available", None)
@@ -588,7 +588,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
 
 def default_notebooks_dir() -> Path:
     """The kit's ``notebooks/`` folder (next to the package), else ``./notebooks``."""
-    kit = Path(__file__).resolve().parent.parent / "notebooks"
+    kit = Path(__file__).resolve().parent.parent.parent / "notebooks"
     return kit if kit.is_dir() else Path("notebooks")
 
 

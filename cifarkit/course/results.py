@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from . import settings
-from .files import atomic_write_text
+from .. import settings
+from ..files import atomic_write_text
 from .summary import check_claims
 
 #: What `record_results` accepts as a name: a plain file stem, no folders, no "..".
@@ -67,7 +67,7 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     report turns into verdict tables. The file is written atomically (`cifarkit.files.atomic_write`):
     a kill leaves the old file or the new one, and a full disk raises one line naming it.
     """
-    from . import devices
+    from .. import devices
 
     if isinstance(name, dict) and (metrics is None or hasattr(metrics, "get")):  # (metrics, cfg, ...)
         name, metrics, cfg = None, name, metrics if cfg is None else cfg

@@ -94,7 +94,7 @@ def _positive(kind, what: str):
 
 
 def _data_command(args) -> int:
-    from . import data
+    from .. import data
 
     if args.action == "info":
         status = data.cifar10_status(args.root)

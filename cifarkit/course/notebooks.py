@@ -161,10 +161,10 @@ def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
     """Notebook 01's fine-tuned `ResNetForCifar` and where it came from: ``(model, "notebook 01")``
     when 01's checkpoint is in the artifacts folder, else ``(model, "fine-tuned here")``, trained
     here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`."""
-    from .loader import TensorLoader
-    from .models import ResNetForCifar
-    from .plotting import Animator
-    from .training import Trainer
+    from ..loader import TensorLoader
+    from ..models import ResNetForCifar
+    from ..plotting import Animator
+    from ..training import Trainer
 
     checkpoint = artifact(cfg, FINETUNED)
     if checkpoint.is_file():
