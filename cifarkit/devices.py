@@ -72,20 +72,6 @@ def cuda_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else torch.float32
 
 
-@functools.lru_cache(maxsize=None)  # asked once per parameter per optimizer step
-def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
-    """The dtype in which `device` multiplies matrices fastest without losing range, for work that
-    chooses its own dtype (`MuonSGD`'s orthogonalisation): `cuda_dtype` on a GPU; on a CPU bfloat16
-    where it is native (`cpu_has_fast_bf16`), else float32, because emulated bf16 products are
-    slower than float32 ones (`bench/results.md`)."""
-    device = resolve_device(device)
-    if device.type == "cuda":
-        return cuda_dtype(device)
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    return torch.float32
-
-
 def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> str:
     """Map "auto" to the fastest safe choice for `device`: on a GPU "bf16-mixed" from compute
     capability 8.0, "16-mixed" (float16 with a gradient scaler) on 7.x, "32" below (`cuda_dtype`);

@@ -55,6 +55,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from .runtime import eval_mode
+from .training import trainable_parameters
 from .validation import non_negative_int, number_in, positive_int
 
 __all__ = [
@@ -81,15 +82,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_parameters() needs an nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def trainable_parameters(model: nn.Module) -> list:
-    """The parameters an optimizer should see: those with ``requires_grad=True``, in definition order.
-
-    Pass the result to the optimizer after freezing, e.g.
-    ``torch.optim.SGD(trainable_parameters(model), lr=0.1)``.
-    """
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 @dataclass

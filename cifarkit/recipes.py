@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .callbacks import Callback, Checkpoint, Lookahead, ProgressiveResize
+from .callbacks import Callback
 from .dataset import stratified_indices
-from .loader import PAD_MODES, TensorLoader
+from .loader import ProgressiveResize, PAD_MODES, TensorLoader
 from .optim import MuonSGD
 from .timing import Timer
 from .training import History, Trainer, evaluate, seed_everything

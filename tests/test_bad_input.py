@@ -25,10 +25,13 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit.callbacks import Checkpoint, Lookahead, StopAfter, atomic_save
+from cifarkit.callbacks import StopAfter
+from cifarkit.files import atomic_save
+from cifarkit.optim import Lookahead
+from cifarkit.resume import Checkpoint
 from cifarkit.loader import FeatureLoader, TensorLoader, random_crop, random_cutout
 from cifarkit.models import ResNetForCifar
-from cifarkit.training import Tester, Trainer, evaluate, seed_everything, tta_logits
+from cifarkit.training import Trainer, evaluate, seed_everything, tta_logits
 from cifarkit.validation import WrongTypeError, integer, number_in, output_file, positive_number
 from cifarkit.weights import apply_weights
 
@@ -109,7 +112,6 @@ WRONG_NUMBERS = [
     *cases("TensorLoader", loader, "mean", (0.5, 0.5), (0.5, NAN, 0.5), 0.5),
     *cases("TensorLoader", loader, "std", (0.2, 0.0, 0.2), (-0.2, 0.2, 0.2), (0.2, INF, 0.2)),
     *cases("evaluate", evaluate_with, "tta_shift", -1, True, 1.5),
-    *cases("Tester", lambda **kw: Tester(loader(), **kw), "tta_shift", -2, True),
     *cases("tta_logits", lambda **kw: tta_logits(TinyNet(), torch.zeros(2, 3, 32, 32), **kw), "shift", 32, -1, True),
     *cases("random_crop", lambda **kw: random_crop(X[:4], generator=torch.Generator(), **kw), "padding", -1, 32, 1.5),
     *cases("random_cutout", lambda **kw: random_cutout(X[:4].float(), generator=torch.Generator(), **kw), "size",

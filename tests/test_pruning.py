@@ -379,7 +379,7 @@ def test_reports_render():
 
 def test_sparsity_tracker_with_the_real_trainer_and_resume(tmp_path):
     training = pytest.importorskip("cifarkit.training")
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     from cifarkit.loader import TensorLoader
 
     g = torch.Generator().manual_seed(0)

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifarkit.callbacks import Callback, Lookahead, StopAfter, atomic_save
+from cifarkit.callbacks import Callback, StopAfter
+from cifarkit.files import atomic_save
+from cifarkit.optim import Lookahead
 from cifarkit.loader import TensorLoader
-from cifarkit.training import (History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything,
+from cifarkit.training import (History, NonFiniteLossError, Trainer, evaluate, seed_everything,
                                tta_logits)
 
 from conftest import REPO, random_images, tiny_cnn
@@ -144,12 +146,6 @@ def test_history_round_trips_json_and_csv(tmp_path):
         h["nope"]
 
 
-def test_tester_wraps_evaluate():
-    _, val = loaders()
-    model = tiny_cnn()
-    assert Tester(val, precision="32").test(model) == evaluate(model, val, precision="32")
-
-
 def test_atomic_save_keeps_old_file_when_write_fails(tmp_path):
     path = tmp_path / "ck.pt"
     atomic_save({"a": 1}, path)
@@ -235,7 +231,7 @@ class Counter(Callback):
 
 
 def test_callback_states_find_their_owner_when_callbacks_change_between_runs(tmp_path):
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     train, val = loaders(n=64)
     first, second = Counter(), Counter()
     second.epochs = 10
@@ -336,7 +332,6 @@ def test_evaluate_with_shift_tta_covers_every_image():
     plain = evaluate(model, val, precision="32")
     shifted = evaluate(model, val, precision="32", tta_flip=True, tta_shift=2)
     assert shifted["n"] == plain["n"] == 64 and shifted["loss"] != plain["loss"]
-    assert Tester(val, precision="32", tta_flip=True, tta_shift=2).test(model) == shifted
 
 
 def test_every_optimizer_step_reaches_on_train_batch_end():
@@ -435,7 +430,7 @@ def test_resume_loads_safely_both_layouts_and_restores_every_random_state(tmp_pa
     import random as pyrandom
 
     import numpy as np
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     train, val = loaders(n=64)
     path = tmp_path / "ck.pt"
     Trainer(2, precision="32", progress=False, log=False, callbacks=[Checkpoint(path)]).fit(tiny_cnn(), train, val)
@@ -454,7 +449,7 @@ def test_resume_loads_safely_both_layouts_and_restores_every_random_state(tmp_pa
 def test_a_checkpoint_the_safe_path_refuses_needs_the_explicit_opt_in(tmp_path):
     from fractions import Fraction
 
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
 
     class Noted(Counter):
         def state_dict(self):  # a class the safe loader does not know
@@ -557,7 +552,7 @@ def test_micro_batch_must_be_a_positive_int():
 
 
 def test_progressive_resize_trains_the_listed_epochs_on_smaller_images_and_restores_the_size():
-    from cifarkit.callbacks import ProgressiveResize
+    from cifarkit.loader import ProgressiveResize
 
     seen = []
 

@@ -14,7 +14,8 @@ benchmarks read the same dicts.
 """
 from __future__ import annotations
 
-from .. import devices, settings
+from .. import devices
+from . import settings
 from ..training import seed_everything
 
 PROFILE_NAMES = ("quick", "full")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .. import settings
+from . import settings
 from ..files import atomic_write_text
 from .summary import check_claims
 
