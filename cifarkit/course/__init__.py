@@ -6,3 +6,4 @@ It imports the library (`cifarkit.training`, `cifarkit.data`, ...); the library 
 from . import notebooks
 from .notebooks import (ABLATION_BLOCKS, FINETUNE, FINETUNED, PROFILES, artifact, finetuned_resnet18,
                         notebook_profiles, pruned_artifact, setup)
+from . import lesson02, lesson03
