@@ -7,3 +7,4 @@ from . import notebooks
 from .notebooks import (ABLATION_BLOCKS, FINETUNE, FINETUNED, PROFILES, artifact, finetuned_resnet18,
                         notebook_profiles, pruned_artifact, setup)
 from . import lesson02, lesson03
+from . import records
