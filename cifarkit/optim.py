@@ -33,20 +33,16 @@ read side by side; ``python bench/speedrun_ablation.py --compare-muon`` repeats 
   would need a second optimizer for the biases and the head; `MuonSGD` holds both kinds of
   group, so one state dict and one `LambdaLR` cover the whole run.
 
-Measured on the 2-core AMD EPYC, 1 thread, torch 2.14.1, v3's six trained filter tensors
-(64x24x3x3 ... 256x256x3x3): one step takes 20-27 ms with either (medians of 5 alternating
-runs: 19.8 vs 20.1 ms, then 26.7 vs 23.6 ms on the busy machine), about 0.6 s per 25-step epoch,
-under 1% of a 160-s epoch; the orthogonalisation of the same input is bit-identical, and after
-three steps from the same start the weights differ by at most 0.006 x lr (bf16 rounding of the
-two momentum scalings). So speed does not decide; the 4-D filters, the renormalisation and the
-single optimizer do.
+One step takes about as long with either, the orthogonalisation of the same input is
+bit-identical, and a few steps from the same start agree to bf16 rounding (``python
+bench/speedrun_ablation.py --compare-muon`` measures it; bench/results.md). So speed does not
+decide; the 4-D filters, the renormalisation and the single optimizer do.
 
 Precision of the orthogonalisation: airbench runs it in bf16, and so does this class where the
 hardware multiplies bf16 natively (GPUs, CPUs with AVX512-BF16 or AMX). On a CPU without them torch
-emulates bf16 matrix products: on a 2-core AMD EPYC (Zen 2, AVX2 only) one 256 x 2304
-orthogonalisation took 0.69 s in bf16 and 0.016 s in fp32, and the speedrun's first epoch ran at
-130 images/s, about half of it spent there. There the products are done in float32
-(``ns_dtype=None``, the default); ``python bench/speedrun_ablation.py --compare-muon`` times both.
+emulates bf16 matrix products, many times slower than float32 ones, so there the products are
+done in float32 (``ns_dtype=None``, the default); ``python bench/speedrun_ablation.py
+--compare-muon`` times both (bench/results.md).
 """
 from __future__ import annotations
 

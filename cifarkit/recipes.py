@@ -22,7 +22,7 @@ Recipes (`RECIPES`):
 * ``speedrun``: that recipe made for a CPU: batch 500 and the first three epochs on smaller
   images (24, 24, 28 pixels), without label smoothing. Each ingredient is a field, so an ablation
   can switch one off (``bench/speedrun_ablation.py``).
-* ``speedrun-torch-init``: the speedrun until 2026-12-06, with torch's default initialisation of the
+* ``speedrun-torch-init``: the previous speedrun, with torch's default initialisation of the
   head and of the whitening bias instead of the record's (`AIRBENCH_INIT`).
 * ``speedrun-v2``: the previous speedrun: residual `SpeedrunNet`, Nesterov SGD at batch 1024, a
   triangular schedule, 64x learning rate on biases, lookahead, 18 epochs.
@@ -421,7 +421,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 # the same recipe with 1.5x wider stages (about 2.2x the compute per image), for the 60-minute budget
 RECIPES["speedrun-wide"] = RECIPES["speedrun-v2"].replace(
     name="speedrun-wide", epochs=14, model_kwargs={"widths": (96, 384, 384)},
-    description="speedrun-v2 with 1.5x wider stages, for a 60-minute budget on a 2-core CPU")
+    description="speedrun-v2 with 1.5x wider stages, for a 60-minute budget")
 
 #: the SGD rate for the conv filters when Muon is switched off (``muon=False``): speedrun-v2's 1.5
 #: at batch 1024 with a mean loss, in the per-image units of a summed loss; it is also the base
@@ -433,9 +433,9 @@ V3_DECAY_PER_STEP = 2e-6 * 2000
 # bias) at 0.053, the head at 0.67, Muon 0.24 with momentum 0.6 (3 Newton-Schulz steps), SGD
 # momentum 0.85; BN momentum 0.4 (torch's convention) and eps 1e-12; logits divided by the width;
 # the head's weights start at std 1 and the whitening bias at torch's default (uniform +-0.29).
-#: the record recipe's initialisation, which the kit's recipes lacked until 2026-12-06 (torch's
-#: default head, std 0.036, and a zero whitening bias): with it `speedrun` ended +0.25 points with TTA,
-#: the mean of five seeds each paired with `speedrun-torch-init` on one CPU (bench/results.md section 7)
+#: the record recipe's initialisation, which the kit's earlier recipes lacked (torch's default head,
+#: std 0.036, and a zero whitening bias); bench/results.md compares `speedrun` with
+#: `speedrun-torch-init`, seed by seed
 AIRBENCH_INIT = {"head_init_std": 1.0, "whiten_bias_init": "uniform"}
 RECIPES["airbench94-muon"] = Recipe(
     "airbench94-muon", "speedrun", epochs=8, batch_size=2000, optimizer="sgd-nesterov", lr=V3_SGD_LR,
@@ -446,18 +446,15 @@ RECIPES["airbench94-muon"] = Recipe(
     model_kwargs={"residual": False, "bn_eps": 1e-12, "logit_scale": None, **AIRBENCH_INIT},
     description="the record recipe's published settings (airbench94_muon), the kit's code")
 #: the speedrun: airbench94_muon's recipe with two CPU changes and one setting measured again. Batch
-#: 500 (four times the steps per epoch for the same work: on the AMD EPYC a batch of 500 ran faster per
-#: image than one of 2000, whose activations overflow the cache; on an AMX Xeon whole runs of both
-#: trained at 760-820 images/s, README "Results"; the per-image SGD rates and decay
-#: stay, Muon's fixed-size step follows the square-root rule, 0.24 x sqrt(500 / 2000) = 0.12), and
-#: the first three epochs on 24, 24 and 28-pixel images (progressive resizing). No label smoothing:
-#: at batch 500 the record's 0.2 ended 0.24, 0.45 and 0.01 points lower on seeds 0, 1 and 2 with torch's
-#: initialisation (keys speedrun-torch-init[+label-smoothing-0.2]-8ep[-seedN]) and 0.45 and 0.28 lower on
-#: seeds 0 and 1 with the record's (key speedrun+label-smoothing-0.2-8ep; seed 1: the ablation's row)
+#: 500 (four times the steps per epoch for the same work; smaller activations stay in a CPU's cache;
+#: the per-image SGD rates and decay stay, Muon's fixed-size step follows the square-root rule,
+#: 0.24 x sqrt(500 / 2000) = 0.12), and the first three epochs on 24, 24 and 28-pixel images
+#: (progressive resizing). No label smoothing: at batch 500 the record's 0.2 ended lower on every
+#: seed tried (bench/results.md, keys speedrun[-torch-init]+label-smoothing-0.2-8ep[-seedN])
 RECIPES["speedrun"] = RECIPES["airbench94-muon"].with_batch_size(500).replace(
     name="speedrun", muon_lr=0.12, image_sizes=(24, 24, 28), label_smoothing=0.0,
     description="airbench94_muon's recipe at batch 500 with progressive resizing, without label smoothing")
-#: the speedrun until 2026-12-06: the same with torch's default initialisation of the head and of the
+#: the previous speedrun: the same with torch's default initialisation of the head and of the
 #: whitening bias (its runs, its ablation and the changes tried on it are recorded under this name)
 RECIPES["speedrun-torch-init"] = RECIPES["speedrun"].replace(
     name="speedrun-torch-init",

@@ -107,8 +107,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     "06_gated_cnn": {
         # quick: few images, many passes (where memorising shows); with 2,000 images and 5 epochs the
         # original recipe ended ahead. 2,000 test images narrow the interval of the difference.
-        # float32: for a network this narrow it trained about twice as fast as bfloat16 autocast on
-        # our 2-core CPU.
+        # float32: for a network this narrow bfloat16 autocast gains nothing on a CPU (bench/results.md).
         "quick": dict(epochs=16, n_train=1000, n_test=2000, val_images=500, batch_size=64, widths=(8, 16, 32, 64, 64),
                       precision="32"),
         "full": dict(epochs=30, n_train=None, n_test=None, val_images=None, batch_size=128,

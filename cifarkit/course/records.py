@@ -16,8 +16,9 @@ from ..files import atomic_write_text
 __all__ = ["SPEEDRUN_FIELDS", "speedrun_records", "select_speedruns", "write_speedrun_records"]
 
 #: what notebook 07 shows of each recorded speedrun
+#: (no dates: when each run was made is in bench/accuracy_results.json and bench/results.md)
 SPEEDRUN_FIELDS = ("key", "recipe", "epochs", "train_minutes", "test_acc_tta", "exact_first_1000_acc",
-                   "hardware", "finished", "data", "val_acc_per_epoch")
+                   "hardware", "data", "val_acc_per_epoch")
 SPEEDRUNS_FILE = "speedruns.json"
 
 
