@@ -29,6 +29,7 @@ from .features import extract_features, split_head  # noqa: E402
 from .files import atomic_save, safe_load  # noqa: E402
 from .freezing import count_parameters, freeze_initial, set_frozen_bn_eval, unfreeze, unfreeze_all  # noqa: E402
 from .gradients import GradientNormRecorder, gradient_norms  # noqa: E402
+from .history_files import history_from_json, history_to_csv, history_to_json  # noqa: E402
 from .loader import FeatureLoader, ProgressiveResize, TensorLoader  # noqa: E402
 from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet, remove_skip_connections,  # noqa: E402
                      resnet152_transfer)
@@ -42,7 +43,8 @@ from .resume import Checkpoint  # noqa: E402
 from .runtime import eval_mode, in_kernel  # noqa: E402
 from .synthetic import synthetic_cifar  # noqa: E402
 from .timing import Timer  # noqa: E402
-from .training import (History, NonFiniteLossError, Trainer, evaluate, seed_everything,  # noqa: E402
+from .seeds import seed_everything  # noqa: E402
+from .training import (History, NonFiniteLossError, Trainer, evaluate,  # noqa: E402
                        trainable_parameters, tta_logits)
 
 from . import course  # noqa: E402  (the machinery, after the library it imports)
@@ -61,7 +63,8 @@ __all__ = [
     "ProgressBar", "ProgressiveResize", "RECIPES", "Recipe", "ResNetForCifar", "RunCase", "SmallResNet",
     "SparsityTracker", "SpeedrunNet", "StopAfter", "TensorLoader", "TimeToAccuracy", "Timer", "Trainer",
     "artifact", "artifacts_dir", "atomic_save", "count_parameters", "eval_mode", "evaluate", "extract_features",
-    "finetuned_resnet18", "freeze_initial", "global_magnitude_prune", "gradient_norms", "in_kernel", "is_pruned",
+    "finetuned_resnet18", "freeze_initial", "global_magnitude_prune", "gradient_norms", "history_from_json",
+    "history_to_csv", "history_to_json", "in_kernel", "is_pruned",
     "load_cifar10", "load_data", "load_pruned_state_dict", "notebook_profiles", "prepare_cifar10",
     "prunable_parameters", "record_results", "register_model", "register_recipe", "remove_pruning",
     "remove_skip_connections", "resnet152_transfer", "resolve_device", "resolve_precision", "resolve_profile",

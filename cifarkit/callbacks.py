@@ -1,14 +1,7 @@
-"""The callback protocol that `Trainer.fit` calls, and the callbacks it adds itself (`ProgressBar`,
-`EpochLog`). Checkpoints are `cifarkit.resume`, `Lookahead` is `cifarkit.optim` and
-`ProgressiveResize` is `cifarkit.loader`.
-
-A callback is any object with some of the hooks of `Callback` (subclass it for no-op defaults);
-``state_dict`` / ``load_state_dict`` are saved in and restored from checkpoints.
-
-Callbacks run in ascending `order` (default 0); `Checkpoint` runs late so it saves what the
-others added to the record. The progress bar and the one line per epoch are callbacks too,
-`ProgressBar` and `EpochLog`, which `Trainer` adds itself (``progress=``, ``log=``). A callback
-ends training early by setting ``trainer.should_stop = True`` (see `StopAfter`).
+"""The callback protocol that `Trainer.fit` calls: any object with some of the hooks of `Callback`
+(subclass it for no-op defaults), run in ascending `order`. A callback ends training early by
+setting ``trainer.should_stop = True``. `ProgressBar` and `EpochLog` are the ones `Trainer` adds
+itself (``progress=``, ``log=``); `Checkpoint` is `cifarkit.resume`, `Lookahead` `cifarkit.optim`.
 """
 from __future__ import annotations
 
@@ -54,10 +47,8 @@ METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "sec
 
 class ProgressBar(Callback):
     """A `tqdm.auto` bar over all the batches still to train, with the loss at each host sync.
-
     `mode`: True, False, or "auto": only where someone watches (a live notebook or a terminal), not
-    in papermill, nbval or CI logs, where a bar would only leave lines of 0%. `Trainer(progress=...)`
-    adds one."""
+    in papermill, nbval or CI logs. `Trainer(progress=...)` adds one."""
 
     order = -100  # the bar moves before other callbacks' work of the batch
 
@@ -126,12 +117,9 @@ class EpochLog(Callback):
 
 
 class StopAfter(Callback):
-    """End this `fit` call after `epochs` epochs, for work split over several sessions.
-
-    With a `Checkpoint` in the same Trainer, the next ``fit(..., resume_from=path)`` goes on where
-    this one stopped, so a 30-epoch run can be done a few epochs at a time. Runs after
-    `Checkpoint` (``order = 200``), so the last epoch is saved before stopping. Counts only the
-    epochs of the current call, not those restored from a checkpoint.
+    """End this `fit` call after `epochs` epochs (of this call, not those restored), for work split
+    over sessions: with a `Checkpoint`, which runs first, the next ``fit(..., resume_from=path)``
+    goes on where this one stopped. No notebook uses it; ``bench/accuracy.py --stop-after`` does.
     """
 
     order = 200

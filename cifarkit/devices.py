@@ -94,11 +94,9 @@ def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> s
 
 
 def use_channels_last(precision: str, device: torch.device, model=None, requested: bool | None = None) -> bool:
-    """Whether to train and run `model` with channels-last tensors: `requested` when it is True or
-    False; on a GPU, with autocast (where the tensor cores want it); on a CPU, the model's own
-    ``channels_last`` attribute when it has one (a network too narrow to gain says False), else
-    always: oneDNN's fast convolutions are channels-last ones, in float32 as in bfloat16
-    (`bench/cpu_modes.py kernels` measures both layouts)."""
+    """Whether to run `model` with channels-last tensors: `requested` when True or False; on a GPU,
+    with autocast (the tensor cores want it); on a CPU, the model's ``channels_last`` attribute when
+    it has one, else always (oneDNN's fast convolutions are channels-last ones)."""
     if requested is not None:
         return bool(requested)
     if device.type != "cpu":

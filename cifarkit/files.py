@@ -98,14 +98,10 @@ def disk_full_error(exc: BaseException, path) -> OSError | None:
 def atomic_write(path):
     """Write a file atomically: ``with atomic_write(path) as f: f.write(...)``.
 
-    The data goes to a uniquely named temporary file in the same folder, is flushed to disk
-    (fsync) and then renamed over `path` (`os.replace`, atomic within one file system), so a kill
-    at any moment leaves either the old file or the new one, never a truncated one. If the block
-    raises, the temporary file is removed and `path` is left as it was. Orphans of earlier,
-    killed saves to the same `path` are removed first (`remove_stale_temps`). Missing folders are
-    created. A full disk raises one line naming `path` (``OSError: [Errno 28] No space left on
-    device: could not write <path>``; the previous version stays); other `OSError`s (a read-only
-    folder) propagate unchanged.
+    The data goes to a temporary file in the same folder, is flushed to disk and renamed over
+    `path` (`os.replace`), so a kill leaves the old file or the new one, never a cut one; if the
+    block raises, `path` is left as it was. Orphans of earlier killed saves are removed first
+    (`remove_stale_temps`), missing folders created. A full disk raises one line naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,15 +160,11 @@ def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False,
               numpy: bool = False):
     """`torch.load(path)` without running code from the file, with one-line errors naming it.
 
-    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (and, with
-    `numpy`, NumPy arrays and scalars). A file that asks for anything else -- a pickle crafted to
-    call ``os.system``, say -- is refused before any of it runs. `trust=True` loads with
-    ``weights_only=False``, which runs whatever the file contains: only for files you made.
-
-    Raises `FileNotFoundError` for a missing file and a one-line `ValueError` ("could not read
-    <path> as a <what>: <reason>") for a directory, an empty, truncated or damaged file, and a
-    refused one (naming what it asked to import and, when given, the `opt_in` that would load it
-    anyway).
+    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (with `numpy`,
+    NumPy arrays too); a file that asks for anything else (a pickle crafted to call ``os.system``)
+    is refused before any of it runs. `trust=True` runs whatever the file contains: only for files
+    you made. A missing file raises `FileNotFoundError`; a directory, an empty, damaged or refused
+    file one line ("could not read <path> as a <what>: <reason>"). Notebook 04 introduces it.
     """
     import torch
 

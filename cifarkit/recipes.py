@@ -48,7 +48,8 @@ from .dataset import stratified_indices
 from .loader import ProgressiveResize, PAD_MODES, TensorLoader
 from .optim import MuonSGD
 from .timing import Timer
-from .training import History, Trainer, evaluate, seed_everything
+from .seeds import seed_everything
+from .training import History, Trainer, evaluate
 from .validation import flag, int_in, non_negative_int, number, number_in, positive_int, positive_ints, positive_number
 
 __all__ = ["Recipe", "RECIPES", "MODELS", "get_recipe", "register_recipe", "register_model", "train_recipe",

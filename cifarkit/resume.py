@@ -1,8 +1,6 @@
-"""Checkpoints: the `Checkpoint` callback writes what `trainer_state` gathers, `read_checkpoint` reads
-it back safely, and `restore` (``Trainer.fit(resume_from=path)``) checks the file against the run
-before putting every piece back: model, optimizer, scheduler, gradient scaler, history, each
-callback's own entry (keyed by its class name, `callback_keys`), the loader's shuffling state and
-every random-number generator. The training loop itself knows none of this.
+"""Checkpoints: the `Checkpoint` callback writes what `trainer_state` gathers (model, optimizer,
+scheduler, scaler, history, each callback's state, the loader's shuffling, every random generator);
+`restore` (``Trainer.fit(resume_from=path)``) checks the file against the run, then puts it all back.
 """
 from __future__ import annotations
 
@@ -27,13 +25,9 @@ CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "rng")
 
 
 def read_checkpoint(path, map_location="cpu", trust: bool = False) -> dict:
-    """Load a checkpoint written by `Checkpoint` safely (see `safe_load`) and check its layout.
-
-    Older checkpoints, which hold NumPy's random state as a NumPy array, load through the same
-    safe path. `trust=True` is the opt-in for a file that needs full unpickling. Raises a one-line
-    `ValueError` naming the file when it is no cifarkit checkpoint (e.g. a data cache or a bare
-    state dict): ``runs/x.pt is not a cifarkit checkpoint: it has no 'model' entry (keys: x, y)``.
-    """
+    """Load a checkpoint written by `Checkpoint` safely (`safe_load`; `trust=True` unpickles fully)
+    and check its layout: another file (a data cache, a bare state dict) raises one line naming it,
+    ``runs/x.pt is not a cifarkit checkpoint: it has no 'model' entry (keys: x, y)``."""
     state = safe_load(path, "cifarkit checkpoint", map_location, trust,
                       opt_in="trust_checkpoint=True to fit()", numpy=True)
     if not isinstance(state, dict):

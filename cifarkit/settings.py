@@ -14,9 +14,8 @@ OFFLINE_ENV = "CIFARKIT_OFFLINE"
 NETWORK_ENV = "CIFARKIT_NETWORK"
 HEADLESS_ENV = "CIFARKIT_HEADLESS"
 CPU_ENV = "CIFARKIT_CPU"
-#: what ``CIFARKIT_CPU=avx2`` sets: torch's own switches that keep its kernels to AVX2 (ATen's
-#: vectorised kernels, oneDNN's convolutions, MKL's matrix products). Each is read when torch first
-#: needs it, so they take effect when set before the first tensor operation of the process.
+#: what ``CIFARKIT_CPU=avx2`` sets: torch's switches that keep ATen, oneDNN and MKL to AVX2 (read
+#: when torch first needs them, so set before the process's first tensor operation)
 TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 

@@ -1,4 +1,4 @@
-"""Training and evaluation: `Trainer.fit`, `evaluate`, `History`, `seed_everything`.
+"""Training and evaluation: `Trainer.fit`, `evaluate`, `History`.
 
 The shape follows PyTorch Lightning, which students meet next:
 
@@ -12,14 +12,9 @@ per-batch `.item()`.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import random
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,27 +23,13 @@ from . import devices
 from .callbacks import METRICS, Callback, EpochLog, ProgressBar
 from .resume import restore, trainer_state
 from .runtime import eval_mode
-from .validation import (WrongTypeError, int_in, integer, non_negative_int, output_file, positive_int,
+from .validation import (WrongTypeError, int_in, non_negative_int, positive_int,
                          positive_number)
 
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> int:
-    """Seed Python, NumPy and torch (CPU and every GPU). With `deterministic=True`, also ask torch
-    for deterministic kernels (slower on GPUs; warns instead of failing for ops that have none)."""
-    seed = integer("seed", seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    return seed
 
 
 class History:
@@ -106,39 +87,6 @@ class History:
     def to_dict(self) -> dict:
         """Columns as lists, plus `meta`."""
         return {"meta": self.meta, **{c: self[c] for c in self.columns}}
-
-    def to_json(self, path) -> Path:
-        """Write records and meta to `path` as JSON; returns the path."""
-        path = output_file("path", path)
-        path.write_text(json.dumps({"meta": self.meta, "records": self.records}, indent=1))
-        return path
-
-    @classmethod
-    def from_json(cls, path) -> "History":
-        """Read a file written by `to_json`; a missing, unreadable or foreign file raises one line
-        naming it (`FileNotFoundError` / `ValueError`)."""
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"{path} is a directory, not a History file")
-        if not path.is_file():
-            raise FileNotFoundError(f"no History file at {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"could not read {path} as a History JSON file ({type(e).__name__})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("records"), list) \
-                or not all(isinstance(r, dict) for r in data["records"]):
-            raise ValueError(f"{path} is not a History JSON file: it has no list of 'records'")
-        return cls(data["records"], data.get("meta"))
-
-    def to_csv(self, path) -> Path:
-        """Write the records to `path` as CSV, one row per epoch; returns the path."""
-        path = output_file("path", path)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(self.records)
-        return path
 
     def __repr__(self) -> str:
         if not self.records:
@@ -227,31 +175,25 @@ STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler
 
 
 class Trainer:
-    """Fit a model for `max_epochs` epochs. Arguments are checked, with the accepted range in the message.
+    """Fit a model for `max_epochs` epochs (notebook 01 introduces it). Arguments are checked, with
+    the accepted range in the message.
 
     Args:
         max_epochs: number of epochs (an int >= 0).
         device: "auto" (GPU when there is one), "cpu", "cuda", ...
         precision: "auto" (bf16 autocast on CPUs with native bf16 and recent GPUs, fp16 on older
             GPUs), "32", "bf16-mixed" or "16-mixed".
-        channels_last: None: `cifarkit.devices.use_channels_last` decides when `fit` gets the model
-            (on a CPU, and on a GPU with autocast, unless the model's ``channels_last`` attribute
-            says otherwise); True or False forces the layout.
-        callbacks: `cifarkit.callbacks.Callback` objects (any object with some of its hooks), e.g.
-            `Animator()`, `Checkpoint(path)`, `SparsityTracker()`.
-        progress: a `ProgressBar` callback: True, False, or "auto" (in a live notebook or a terminal,
-            not in headless runs such as papermill).
+        channels_last: True or False forces the layout; None lets `devices.use_channels_last` decide.
+        callbacks: `cifarkit.callbacks.Callback` objects, e.g. `Animator()`, `Checkpoint(path)`.
+        progress: a `ProgressBar` callback: True, False, or "auto" (only where someone watches).
         log: an `EpochLog` callback: one plain line per epoch (readable in papermill output).
         sync_every: batches between the loop's host syncs (loss check and progress postfix), >= 1.
         scheduler_interval: "epoch", "step", or "auto" (per step for OneCycleLR/CyclicLR).
         grad_clip: clip the global gradient norm to this positive value (None: no clipping).
         limit_train_batches: stop each epoch after this many batches (None: whole epochs).
         micro_batch: forward and backward each batch in chunks of at most this many images, then
-            take one optimizer step: the gradient of the whole batch (for a loss that averages,
-            ``reduction="mean"``, or sums, ``"sum"``, over it), in less memory and, on a CPU, often
-            less time (smaller activations stay in cache: `bench/speedrun_ablation.py --timing`).
-            BatchNorm then normalises each chunk by its own statistics (ghost batch norm).
-            None: whole batches.
+            take one optimizer step on the whole batch's gradient (a loss with ``reduction="mean"``
+            or ``"sum"``), in less memory; BatchNorm normalises each chunk by its own statistics.
 
     The loop below is all of training; checkpoints (`cifarkit.resume`), the bar and the log are
     callbacks, called through one dispatcher (`_emit`).
@@ -282,16 +224,13 @@ class Trainer:
 
     def fit(self, model: nn.Module, train_loader, val_loader=None, optimizer=None, loss_fn=None,
             scheduler=None, resume_from=None, trust_checkpoint: bool = False) -> History:
-        """Train `model` and return its `History`.
+        """Train `model` and return its `History`. Notebook 01 introduces it.
 
-        The default optimizer is Adam (lr 1e-3) over the parameters with `requires_grad`, so frozen
-        layers are left out. `resume_from` takes a checkpoint written by `Checkpoint`: training goes
-        on from the epoch after it, everything restored, so the result equals an uninterrupted run.
-        It is loaded safely and checked against this run first (`cifarkit.resume.restore`: a file
-        that would run code, or does not fit, is refused in one line naming it);
-        `trust_checkpoint=True` is the opt-in to unpickle a file of your own that the safe path
-        refuses (it runs whatever code the file contains). An interruption (Ctrl-C, the notebook's
-        stop button) ends training after the batch in flight and returns the history so far.
+        The default optimizer is Adam (lr 1e-3) over the trainable parameters (`trainable_parameters`).
+        `resume_from`: a file written by `Checkpoint`; training goes on after its epoch exactly as an
+        uninterrupted run would (`cifarkit.resume.restore` checks it first; `trust_checkpoint=True`
+        unpickles a file of your own that the safe path refuses). An interruption (Ctrl-C, the
+        notebook's stop button) ends training after the batch in flight and returns the history so far.
         """
         _check_fit_arguments(train_loader, resume_from, trust_checkpoint)
         self._prepare(model, train_loader, val_loader, optimizer, loss_fn, scheduler)
@@ -487,5 +426,5 @@ def _optimizer_for(model, optimizer):
     return optimizer
 
 
-__all__ = ["Trainer", "History", "evaluate", "tta_logits", "seed_everything", "trainable_parameters",
+__all__ = ["Trainer", "History", "evaluate", "tta_logits", "trainable_parameters",
            "NonFiniteLossError", "Callback", "METRICS"]

@@ -31,7 +31,8 @@ from cifarkit.optim import Lookahead
 from cifarkit.resume import Checkpoint
 from cifarkit.loader import FeatureLoader, TensorLoader, random_crop, random_cutout
 from cifarkit.models import ResNetForCifar
-from cifarkit.training import Trainer, evaluate, seed_everything, tta_logits
+from cifarkit.seeds import seed_everything
+from cifarkit.training import Trainer, evaluate, tta_logits
 from cifarkit.validation import WrongTypeError, integer, number_in, output_file, positive_number
 from cifarkit.weights import apply_weights
 
@@ -395,17 +396,18 @@ HISTORY_FILES = {
 
 @pytest.mark.parametrize("make, words", HISTORY_FILES.values(), ids=HISTORY_FILES.keys())
 def test_bad_history_file_is_refused(make, words, tmp_path):
-    from cifarkit.training import History
+    from cifarkit.history_files import history_from_json
     path = make(tmp_path)
-    err = refused(lambda: History.from_json(path), str(path), folder=tmp_path)
+    err = refused(lambda: history_from_json(path), str(path), folder=tmp_path)
     assert words in str(err)
 
 
-@pytest.mark.parametrize("method", ["to_json", "to_csv"])
-def test_history_is_not_written_over_a_directory(method, tmp_path):
+@pytest.mark.parametrize("write", ["history_to_json", "history_to_csv"])
+def test_history_is_not_written_over_a_directory(write, tmp_path):
+    from cifarkit import history_files
     from cifarkit.training import History
     history = History([{"epoch": 1, "train_loss": 1.0}])
-    refused(lambda: getattr(history, method)(tmp_path), str(tmp_path), folder=tmp_path)
+    refused(lambda: getattr(history_files, write)(history, tmp_path), str(tmp_path), folder=tmp_path)
 
 
 # --------------------------------------------------------------------------- checkpoint targets

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import devices
 from . import settings
-from ..training import seed_everything
+from ..seeds import seed_everything
 
 PROFILE_NAMES = ("quick", "full")
 COMMON_KEYS = ("seed", "data", "device", "precision")
