@@ -565,6 +565,7 @@ def load_data(source: str = "auto", n_train: int | None = None, n_test: int | No
 
     Arguments are checked before anything is loaded: counts and the seed must be ints >= 0 (not
     bools), `root` a path; TypeError / ValueError name the bad one.
+    Notebook 01 introduces it.
     """
     if not isinstance(source, str) or source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; choose one of {SOURCES}")

@@ -71,6 +71,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters in `model` (shared tensors counted once).
 
     With ``trainable_only=True`` only parameters with ``requires_grad=True`` are counted.
+    Notebook 02 introduces it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_parameters() needs an nn.Module, got {type(model).__name__}")
@@ -216,6 +217,7 @@ def freeze_initial(model: nn.Module, fraction: float, by: str = "parameters",
     more than requested; see the module docstring for the exact rounding rule.
 
     Build (or rebuild) the optimizer afterwards over `trainable_parameters(model)`.
+    Notebook 02 introduces it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"freeze_initial() needs an nn.Module, got {type(model).__name__}")
@@ -301,6 +303,7 @@ def set_frozen_bn_eval(model: nn.Module) -> list:
     ``model.train()`` is called (a Trainer calls it every epoch). `cifarkit.freezing.unfreeze_all`
     and `unfreeze` release the layers again; `cifarkit.freezing.frozen_norm_layers` lists them.
     Calling it twice installs no second hook. Returns the names of the pinned layers.
+    Notebook 05 introduces it.
     """
     pinned = []
     for name, m in model.named_modules():
@@ -324,6 +327,7 @@ def unfreeze(model: nn.Module, names) -> int:
     inside them that `set_frozen_bn_eval`/`freeze_initial` pinned to eval mode are released
     (they follow ``model.train()``/``eval()`` again). Returns the number of parameter tensors
     whose ``requires_grad`` went from False to True. Raises ValueError for an unknown name.
+    Notebook 05 introduces it.
     """
     if isinstance(names, str):
         names = [names]
@@ -354,6 +358,7 @@ def recalibrate_bn(model: nn.Module, batches, max_batches: int | None = None) ->
 
     Returns the number of images used. Raises ValueError when `batches` yields nothing (the
     statistics are then left untouched) or `max_batches` is not a positive int.
+    Notebook 02 introduces it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"recalibrate_bn() needs an nn.Module, got {type(model).__name__}")

@@ -188,6 +188,7 @@ class TensorLoader(Batches):
             checks only that they are integers, e.g. for item indices used as labels).
 
     Every numeric argument is checked here, with the accepted range in the message.
+    Notebook 01 introduces it.
     """
 
     def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, drop_last: bool = False,

@@ -519,7 +519,8 @@ def register_recipe(recipe: Recipe, replace: bool = False) -> Recipe:
 
 
 def get_recipe(name: str, **changes) -> Recipe:
-    """The recipe called `name` from `RECIPES`, with `changes` applied; a clear error otherwise."""
+    """The recipe called `name` from `RECIPES`, with `changes` applied; a clear error otherwise.
+    Notebook 06 introduces it."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name].replace(**changes) if changes else RECIPES[name]
@@ -595,6 +596,7 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
     benchmark can switch each off alone (``bench/precision.py``). `val_images` evaluates each
     epoch on a class-balanced sample of that many test images (None: all), the final evaluations
     always on the whole test split: a cheaper curve where evaluation would cost more than training.
+    Notebook 06 introduces it.
     """
     seed_everything(seed)
     model = recipe.build_model()

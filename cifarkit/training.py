@@ -134,8 +134,9 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
     and its mirror image; `tta_shift=k` adds views moved by k pixels.
     Returns {"loss": float, "acc": float, "n": int}; with `per_image=True` also "correct", a bool
     tensor (on the CPU) saying which images were classified right, in loader order, for paired
-    comparisons of two models on the same images (`cifarkit.claims.Estimate.paired`).
+    comparisons of two models on the same images (`cifarkit.course.claims.Estimate.paired`).
     The model's train/eval mode is restored.
+    Notebook 03 introduces it.
     """
     tta_shift = non_negative_int("tta_shift", tta_shift)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -175,8 +176,8 @@ STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler
 
 
 class Trainer:
-    """Fit a model for `max_epochs` epochs (notebook 01 introduces it). Arguments are checked, with
-    the accepted range in the message.
+    """Fit a model for `max_epochs` epochs. Arguments are checked, with the accepted range in the
+    message. Notebook 01 introduces it.
 
     Args:
         max_epochs: number of epochs (an int >= 0).

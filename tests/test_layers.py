@@ -18,21 +18,22 @@ NOTEBOOKS = PACKAGE.parent / "notebooks"
 TRAINER_CLOSURE_LIMIT = 1400
 
 
-def module_file(name: str) -> Path | None:
-    """The file of the cifarkit module `name` (``cifarkit.x.y``), or None when it is no module."""
+def module_file(name: str, root: Path = PACKAGE.parent) -> Path | None:
+    """The file of the cifarkit module `name` (``cifarkit.x.y``) under `root`, or None when it is no module."""
     parts = name.split(".")
     if parts[0] != "cifarkit":
         return None
-    base = PACKAGE.parent.joinpath(*parts)
+    base = root.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The cifarkit modules `path` imports anywhere in it (at the top or inside a function)."""
-    name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+def imported_modules(path: Path, root: Path = PACKAGE.parent) -> set[str]:
+    """The cifarkit modules `path` (a file of the package under `root`) imports anywhere in it, at
+    the top or inside a function."""
+    name = ".".join(path.relative_to(root).with_suffix("").parts)
     package = name.rsplit(".", 1)[0] if path.name != "__init__.py" else name.removesuffix(".__init__")
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -48,8 +49,8 @@ def imported_modules(path: Path) -> set[str]:
                 continue
             for alias in node.names:  # `from . import x` imports the module x
                 sub = f"{module}.{alias.name}"
-                found.add(sub if module_file(sub) else module)
-    return {m for m in found if module_file(m) is not None}
+                found.add(sub if module_file(sub, root) else module)
+    return {m for m in found if module_file(m, root) is not None}
 
 
 def closure(module: str) -> dict[str, int]:
@@ -83,16 +84,13 @@ def test_the_machinery_lives_in_the_course_subpackage():
     assert not course & {p.stem for p in library_modules()}, "a module in both layers"
 
 
-def test_the_import_checker_sees_a_crossing(tmp_path):
-    bad = tmp_path / "cifarkit_fake.py"
-    bad.write_text("def f():\n    from .course.claims import Claims\n")
-    # relative to a file at the top of the package, as the library modules are
-    fake = PACKAGE / "_layers_probe.py"
-    try:
-        fake.write_text(bad.read_text())
-        assert "cifarkit.course.claims" in imported_modules(fake)
-    finally:
-        fake.unlink()
+def test_the_import_checker_sees_a_crossing_even_inside_a_function(tmp_path):
+    (tmp_path / "cifarkit" / "course").mkdir(parents=True)
+    (tmp_path / "cifarkit" / "course" / "claims.py").write_text("")
+    (tmp_path / "cifarkit" / "timing.py").write_text("")
+    library = tmp_path / "cifarkit" / "lib.py"
+    library.write_text("from . import timing\n\ndef f():\n    from .course.claims import Claims\n")
+    assert imported_modules(library, tmp_path) == {"cifarkit.course.claims", "cifarkit.timing"}
 
 
 def test_following_trainer_fit_means_reading_at_most_1400_lines():
@@ -134,6 +132,25 @@ def test_the_student_names_are_plain_imports_an_editor_can_follow():
     assert not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body)
     top_level = {name.split(".")[0] for name in notebook_ck_names()} - {"__file__"}
     assert top_level <= imported, sorted(top_level - imported)
+
+
+def test_each_helper_a_notebook_calls_names_the_notebook_that_introduces_it():
+    import inspect
+
+    import cifarkit as ck
+
+    first: dict[str, str] = {}
+    for name, notebooks in notebook_ck_names().items():
+        first[name] = min(nb[:2] for nb in notebooks)
+    unnamed = []
+    for dotted, number in sorted(first.items()):
+        obj = ck
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and dotted.split(".")[0] != "course" \
+                and f"Notebook {number} introduces it" not in (obj.__doc__ or ""):
+            unnamed.append(f"ck.{dotted} (first in notebook {number})")
+    assert not unnamed, unnamed
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def _is_nested(values) -> bool:
 @dataclass(frozen=True)
 class Estimate:
     """A measured quantity: its value (the mean over seeds), standard error and per-seed values.
+    Notebook 01 introduces it.
 
     Build one with `Estimate.accuracy` (test accuracies, binomial + seed spread), `Estimate.mean`
     (any per-seed measurement: spread over seeds only) or `Estimate.exact` (a count or a ratio
@@ -190,7 +191,8 @@ class RunCase:
 
 def run_case(cfg, data, weights: str | None = None) -> RunCase:
     """The `RunCase` of a notebook run: its profile `cfg`, its `data` (a `CifarData`) and the
-    source of its starting weights (a model's ``weights_source`` text, or None for random)."""
+    source of its starting weights (a model's ``weights_source`` text, or None for random).
+    Notebook 01 introduces it."""
     text = str(weights or "random").lower()
     if text.startswith(("random", "none")):  # "random (imagenet unavailable)" is random too
         init = "random"
@@ -243,7 +245,7 @@ def _verdict(lo: float, hi: float, threshold: float) -> str:
 class Claims:
     """The verdict table of one notebook run. Add claims with `greater`, `above`, `below` and
     `not_testable`; show them with `show`; assert them with `check`; record them with
-    ``ck.record_results(..., claims=claims)``."""
+    ``ck.record_results(..., claims=claims)``. Notebook 01 introduces it."""
 
     case: RunCase
     claims: list[Claim] = field(default_factory=list)

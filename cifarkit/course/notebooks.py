@@ -127,14 +127,15 @@ def notebook_profiles(notebook: str) -> dict[str, dict]:
     """The profiles of `notebook` (its file stem, e.g. ``"03_pruning"``): ``{"quick": ..., "full": ...}``."""
     if notebook not in PROFILES:
         raise ValueError(f"unknown notebook {notebook!r}: the course defines profiles for {', '.join(PROFILES)} "
-                         "(cifarkit/course.py; docs/adding-a-notebook.md says how to add one)")
+                         "(cifarkit/course/notebooks.py; docs/adding-a-notebook.md says how to add one)")
     return PROFILES[notebook]
 
 
 def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Profile:
     """Resolve `profile` of `notebook` (see `resolve_profile`; `overrides` are the notebook's
     parameters, None meaning "the profile's choice"), print the other profile for comparison, and
-    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use."""
+    return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use.
+    Notebook 01 introduces it."""
     profiles = notebook_profiles(notebook)
     cfg = resolve_profile(profile, copy.deepcopy(profiles), verbose=verbose, **overrides)  # nothing shared
     cfg["notebook"] = notebook
@@ -147,19 +148,22 @@ def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Pro
 
 def artifact(cfg, name: str) -> Path:
     """The checkpoint `name` of this profile in the shared artifacts folder,
-    ``<artifacts>/<name>_<profile>.pt``: what one notebook saves and a later one loads."""
+    ``<artifacts>/<name>_<profile>.pt``: what one notebook saves and a later one loads.
+    Notebook 01 introduces it."""
     return artifacts_dir() / f"{name}_{cfg['name']}.pt"
 
 
 def pruned_artifact(cfg, amount: float) -> Path:
-    """Notebook 03's pruned, mask-held, retrained model at `amount` (a fraction), for notebook 04."""
+    """Notebook 03's pruned, mask-held, retrained model at `amount` (a fraction), for notebook 04.
+    Notebook 03 introduces it."""
     return artifact(cfg, f"resnet18_pruned{round(100 * amount)}")
 
 
 def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
     """Notebook 01's fine-tuned `ResNetForCifar` and where it came from: ``(model, "notebook 01")``
     when 01's checkpoint is in the artifacts folder, else ``(model, "fine-tuned here")``, trained
-    here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`."""
+    here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`.
+    Notebook 03 introduces it."""
     from ..loader import TensorLoader
     from ..models import ResNetForCifar
     from ..plotting import Animator

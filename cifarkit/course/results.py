@@ -62,10 +62,11 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     Elsewhere name the file: ``record_results("03_pruning", metrics, cfg, ...)``; the name must be a
     plain file stem (ValueError otherwise: nothing is written outside the results folder).
     `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
-    with ``name``, ``statement``, ``verdict`` (one of `cifarkit.claims.VERDICTS`), ``case``,
+    with ``name``, ``statement``, ``verdict`` (one of `cifarkit.course.claims.VERDICTS`), ``case``,
     ``evidence`` and ``reason``; they are checked and stored under ``"claims"``, which the run
     report turns into verdict tables. The file is written atomically (`cifarkit.files.atomic_write`):
     a kill leaves the old file or the new one, and a full disk raises one line naming it.
+    Notebook 01 introduces it.
     """
     from .. import devices
 

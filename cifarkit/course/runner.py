@@ -26,7 +26,7 @@ Parameter rules
   the others alone. An unknown name raises :class:`ParameterError` listing
   the valid names.
 * Every value is checked against the parameter schema,
-  :data:`cifarkit.params.SCHEMA` (type, range or choices, None allowed or
+  :data:`cifarkit.course.params.SCHEMA` (type, range or choices, None allowed or
   not), before any kernel starts: ``epochs=abc``, ``epochs=0``,
   ``data_source=bogus`` or ``weights=bogus`` fail at once with one line
   naming the parameter, the value and what is accepted. A string value for a
@@ -62,7 +62,7 @@ Each notebook's kernel sees these variables (restored when the run ends):
 On Dask
 -------
 ``cifarkit run --workers N`` / ``--scheduler ADDRESS`` and sweeps (``-p seed=0,1,2``) go through
-:func:`cifarkit.engine.run_batch`, which runs each notebook with the functions below
+:func:`cifarkit.course.engine.run_batch`, which runs each notebook with the functions below
 (:func:`execute_notebook`, :func:`notebook_result`, :func:`write_report`) on a Dask worker, with the
 same kernel environment plus its share of the cores (``OMP_NUM_THREADS``), and writes the same
 report with a Worker column. Without those, ``cifarkit run`` is :func:`run_notebooks`, unchanged.
@@ -393,7 +393,7 @@ def _extract_figures(executed: Path, figures_dir: Path, stem: str) -> list[Path]
 def check_run_arguments(notebooks_dir: str | os.PathLike, profile: str, only: str | Iterable[str] | None,
                         out: str | os.PathLike | None, progress: bool, kernel_name: str | None,
                         schema: Mapping[str, Spec] | None) -> tuple[list[Path], dict[str, dict[str, ParamSpec]]]:
-    """Check the arguments `run_notebooks` and `cifarkit.engine.run_batch` share (one-line errors
+    """Check the arguments `run_notebooks` and `cifarkit.course.engine.run_batch` share (one-line errors
     naming the argument); return the selected notebooks and their parameter specs."""
     if not isinstance(profile, str) or not profile.strip():
         raise ValueError(f"profile must be a non-empty string, got {profile!r}")
@@ -516,8 +516,8 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     kernel_name:
         Jupyter kernel to use; default: the one in each notebook's metadata.
     schema:
-        Parameter schema, ``{name: cifarkit.params.Spec}``; default
-        :data:`cifarkit.params.SCHEMA`. Every parameter of every selected
+        Parameter schema, ``{name: cifarkit.course.params.Spec}``; default
+        :data:`cifarkit.course.params.SCHEMA`. Every parameter of every selected
         notebook must be in it.
 
     Every argument is checked before anything is created or any kernel
@@ -529,7 +529,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     On Ctrl-C the run stops after the current notebook (marked failed), the
     summary of what ran is written, and ``KeyboardInterrupt`` is re-raised.
     The notebooks run one after another in this process;
-    :func:`cifarkit.engine.run_batch` runs them on Dask workers (``cifarkit
+    :func:`cifarkit.course.engine.run_batch` runs them on Dask workers (``cifarkit
     run --workers N`` / ``--scheduler ADDRESS``) and sweeps.
     """
     from tqdm.auto import tqdm
@@ -583,7 +583,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
 
 
 # --------------------------------------------------------------------------
-# Command line glue (called by cifarkit.cli)
+# Command line glue (called by cifarkit.course.cli)
 # --------------------------------------------------------------------------
 
 def default_notebooks_dir() -> Path:
@@ -599,8 +599,8 @@ def main_run(args: Any) -> int:
     ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
     ``parameter`` (list of ``NAME=VALUE``); ``kernel``, ``schema``,
     ``workers``, ``scheduler`` and ``time_limit`` are optional. A ``-p`` value
-    with commas is a sweep (:mod:`cifarkit.sweep`); ``workers``/``scheduler``
-    run the notebooks on Dask (:mod:`cifarkit.engine`); without either, and
+    with commas is a sweep (:mod:`cifarkit.course.sweep`); ``workers``/``scheduler``
+    run the notebooks on Dask (:mod:`cifarkit.course.engine`); without either, and
     without a sweep, this is :func:`run_notebooks`. Bad input raises
     ``ValueError``/``OSError`` before anything runs. Returns 0 when every
     notebook passed, 1 otherwise (the failures are printed to stderr).
