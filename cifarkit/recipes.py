@@ -52,8 +52,8 @@ from .seeds import seed_everything
 from .training import History, Trainer, evaluate
 from .validation import flag, int_in, non_negative_int, number, number_in, positive_int, positive_ints, positive_number
 
-__all__ = ["Recipe", "RECIPES", "MODELS", "get_recipe", "register_recipe", "register_model", "train_recipe",
-           "RecipeResult", "TimeToAccuracy", "SummedCrossEntropy"]
+__all__ = ["Recipe", "RECIPES", "MODELS", "check_recipe", "param_groups", "get_recipe", "register_recipe",
+           "register_model", "train_recipe", "RecipeResult", "TimeToAccuracy", "SummedCrossEntropy"]
 
 
 
@@ -172,55 +172,7 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self):
-        for attr, allowed in (("model", tuple(MODELS)), ("optimizer", _OPTIMIZERS), ("schedule", _SCHEDULES),
-                              ("pad_mode", PAD_MODES)):
-            if getattr(self, attr) not in allowed:
-                raise ValueError(f"{attr} must be one of {allowed}, got {getattr(self, attr)!r}")
-        for attr in ("name", "description"):
-            if not isinstance(getattr(self, attr), str):
-                raise ValueError(f"{attr} must be a string, got {getattr(self, attr)!r}")
-        for attr in _FLAGS:
-            flag(attr, getattr(self, attr))
-        for attr in ("epochs", "batch_size"):
-            positive_int(attr, getattr(self, attr))
-        for attr in ("crop_padding", "tta_shift", "cutout"):
-            non_negative_int(attr, getattr(self, attr))
-        positive_int("whiten_bias_epochs", self.whiten_bias_epochs, optional=True)
-        positive_int("micro_batch", self.micro_batch, optional=True)
-        if self.image_sizes is not None:
-            object.__setattr__(self, "image_sizes", positive_ints(
-                "image_sizes", self.image_sizes, what=" (one side length per epoch) or None"))
-        int_in("muon_steps", self.muon_steps, 1, 20)
-        for attr in ("lr", "bias_lr_scale", "head_lr_scale", "muon_lr"):
-            positive_number(attr, getattr(self, attr))
-        number_in("warmup", self.warmup, 0, 1, lo_open=True, hi_open=True)
-        for attr in ("label_smoothing", "momentum", "muon_momentum"):
-            number_in(attr, getattr(self, attr), 0, 1, hi_open=True)
-        for attr in ("lr_start", "lr_end"):  # shares of the peak lr
-            number_in(attr, getattr(self, attr), 0, 1)
-        if number("weight_decay", self.weight_decay, "a non-negative number") < 0:
-            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
-        self._check_combinations()
-
-    def _check_combinations(self) -> None:
-        """Fields that only make sense together."""
-        if not isinstance(self.model_kwargs, dict):
-            raise ValueError(f"model_kwargs must be a dict, got {self.model_kwargs!r}")
-        if self.muon and self.optimizer != "sgd-nesterov":
-            raise ValueError(f"muon needs optimizer='sgd-nesterov' for the other parameters, got {self.optimizer!r}")
-        if self.alternating_flip and not self.augment:
-            raise ValueError("alternating_flip needs augment=True (it replaces the random flip)")
-        epochs = self.whiten_bias_epochs
-        if epochs is not None and self.schedule == "one-cycle":
-            raise ValueError("whiten_bias_epochs does not work with schedule='one-cycle'; use 'linear' or 'triangular'")
-        speedrun_only = [a for a, default in _SPEEDRUN_NET_FIELDS.items() if getattr(self, a) != default]
-        speedrun_only += ["whiten_bias_epochs"] if epochs is not None else []
-        if self.model != "speedrun" and speedrun_only:
-            raise ValueError(f"{speedrun_only[0]} applies to the speedrun model only, "
-                             f"this recipe's model is {self.model!r}")
-        clash = sorted(set(self.model_kwargs) & set(_SPEEDRUN_NET_FIELDS))
-        if clash:
-            raise ValueError(f"model_kwargs must not hold {clash[0]}: set the recipe field {clash[0]} instead")
+        check_recipe(self)
 
     def replace(self, **changes) -> "Recipe":
         """A copy with some fields changed (validated again)."""
@@ -250,46 +202,8 @@ class Recipe:
         return MODELS[self.model](self)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
-        """The optimizer's parameter groups over the trainable parameters of `model`.
-
-        Each parameter is one of four kinds: conv ``filters`` (4-D; Muon with `muon`), ``linear``
-        weights (2-D; `head_lr_scale`), ``biases`` (1-D: biases and BatchNorm parameters;
-        `bias_lr_scale`) and, with `whiten_bias_epochs`, the stem's ``whiten_bias``. Kinds with
-        the same settings share one group (so ``speedrun`` has the two groups it always had);
-        the stem's bias always has its own, for its schedule. Every group is named (``"name"``),
-        and SGD groups keep the same decay per step (``lr x weight_decay``).
-        """
-        stem = getattr(model, "whiten", None) if self.whiten_bias_epochs is not None else None
-        stem_bias = getattr(stem, "bias", None)
-
-        def sgd(scale: float, decay: bool = True) -> dict:
-            return {"lr": self.lr * scale, "weight_decay": self.weight_decay / scale if decay else 0.0}
-
-        muon = {"lr": self.muon_lr, "weight_decay": 0.0, "momentum": self.muon_momentum, "orthogonalize": True,
-                "ns_steps": self.muon_steps}
-        settings = {"filters": muon if self.muon else sgd(1.0), "linear": sgd(self.head_lr_scale),
-                    "biases": sgd(self.bias_lr_scale, self.decay_norm_and_bias),
-                    "whiten_bias": sgd(self.bias_lr_scale, self.decay_norm_and_bias)}
-        slot: dict[str, int] = {}  # kind -> index of its group
-        groups: list[dict] = []
-        for kind, setting in settings.items():
-            same = [slot[k] for k in slot if settings[k] == setting and k != "whiten_bias"]
-            if same and kind != "whiten_bias":
-                slot[kind] = same[0]
-                groups[same[0]]["name"] += f"+{kind}"
-            else:
-                slot[kind] = len(groups)
-                groups.append({"name": kind, "params": [], **setting})
-
-        def kind_of(p) -> str:
-            if p is stem_bias:
-                return "whiten_bias"
-            return "filters" if p.dim() > 2 else "linear" if p.dim() == 2 else "biases"
-
-        for p in model.parameters():
-            if p.requires_grad:
-                groups[slot[kind_of(p)]]["params"].append(p)
-        return [g for g in groups if g["params"]]
+        """The optimizer's parameter groups over the trainable parameters of `model`: `param_groups`."""
+        return param_groups(self, model)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The recipe's optimizer over the trainable parameters of `model` (see `param_groups`)."""
@@ -401,6 +315,100 @@ class Recipe:
         if self.compile:
             parts.append("torch.compile")
         return f"{self.name}: {self.model} model, " + ", ".join(parts)
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Check every field of `recipe` and the fields that only make sense together, with one-line
+    errors naming the field; ``image_sizes`` is normalised to a tuple of ints. `Recipe` calls it."""
+    for attr, allowed in (("model", tuple(MODELS)), ("optimizer", _OPTIMIZERS), ("schedule", _SCHEDULES),
+                          ("pad_mode", PAD_MODES)):
+        if getattr(recipe, attr) not in allowed:
+            raise ValueError(f"{attr} must be one of {allowed}, got {getattr(recipe, attr)!r}")
+    for attr in ("name", "description"):
+        if not isinstance(getattr(recipe, attr), str):
+            raise ValueError(f"{attr} must be a string, got {getattr(recipe, attr)!r}")
+    for attr in _FLAGS:
+        flag(attr, getattr(recipe, attr))
+    for attr in ("epochs", "batch_size"):
+        positive_int(attr, getattr(recipe, attr))
+    for attr in ("crop_padding", "tta_shift", "cutout"):
+        non_negative_int(attr, getattr(recipe, attr))
+    positive_int("whiten_bias_epochs", recipe.whiten_bias_epochs, optional=True)
+    positive_int("micro_batch", recipe.micro_batch, optional=True)
+    if recipe.image_sizes is not None:
+        object.__setattr__(recipe, "image_sizes", positive_ints(
+            "image_sizes", recipe.image_sizes, what=" (one side length per epoch) or None"))
+    int_in("muon_steps", recipe.muon_steps, 1, 20)
+    for attr in ("lr", "bias_lr_scale", "head_lr_scale", "muon_lr"):
+        positive_number(attr, getattr(recipe, attr))
+    number_in("warmup", recipe.warmup, 0, 1, lo_open=True, hi_open=True)
+    for attr in ("label_smoothing", "momentum", "muon_momentum"):
+        number_in(attr, getattr(recipe, attr), 0, 1, hi_open=True)
+    for attr in ("lr_start", "lr_end"):  # shares of the peak lr
+        number_in(attr, getattr(recipe, attr), 0, 1)
+    if number("weight_decay", recipe.weight_decay, "a non-negative number") < 0:
+        raise ValueError(f"weight_decay must be a non-negative number, got {recipe.weight_decay!r}")
+    # fields that only make sense together
+    if not isinstance(recipe.model_kwargs, dict):
+        raise ValueError(f"model_kwargs must be a dict, got {recipe.model_kwargs!r}")
+    if recipe.muon and recipe.optimizer != "sgd-nesterov":
+        raise ValueError(f"muon needs optimizer='sgd-nesterov' for the other parameters, got {recipe.optimizer!r}")
+    if recipe.alternating_flip and not recipe.augment:
+        raise ValueError("alternating_flip needs augment=True (it replaces the random flip)")
+    epochs = recipe.whiten_bias_epochs
+    if epochs is not None and recipe.schedule == "one-cycle":
+        raise ValueError("whiten_bias_epochs does not work with schedule='one-cycle'; use 'linear' or 'triangular'")
+    speedrun_only = [a for a, default in _SPEEDRUN_NET_FIELDS.items() if getattr(recipe, a) != default]
+    speedrun_only += ["whiten_bias_epochs"] if epochs is not None else []
+    if recipe.model != "speedrun" and speedrun_only:
+        raise ValueError(f"{speedrun_only[0]} applies to the speedrun model only, "
+                         f"this recipe's model is {recipe.model!r}")
+    clash = sorted(set(recipe.model_kwargs) & set(_SPEEDRUN_NET_FIELDS))
+    if clash:
+        raise ValueError(f"model_kwargs must not hold {clash[0]}: set the recipe field {clash[0]} instead")
+
+
+def param_groups(recipe: Recipe, model: nn.Module) -> list[dict]:
+    """The optimizer's parameter groups of `recipe` over the trainable parameters of `model`.
+
+    Each parameter is one of four kinds: conv ``filters`` (4-D; Muon with `muon`), ``linear``
+    weights (2-D; `head_lr_scale`), ``biases`` (1-D: biases and BatchNorm parameters;
+    `bias_lr_scale`) and, with `whiten_bias_epochs`, the stem's ``whiten_bias``. Kinds with
+    the same settings share one group (so ``speedrun`` has the two groups it always had);
+    the stem's bias always has its own, for its schedule. Every group is named (``"name"``),
+    and SGD groups keep the same decay per step (``lr x weight_decay``).
+    """
+    stem = getattr(model, "whiten", None) if recipe.whiten_bias_epochs is not None else None
+    stem_bias = getattr(stem, "bias", None)
+
+    def sgd(scale: float, decay: bool = True) -> dict:
+        return {"lr": recipe.lr * scale, "weight_decay": recipe.weight_decay / scale if decay else 0.0}
+
+    muon = {"lr": recipe.muon_lr, "weight_decay": 0.0, "momentum": recipe.muon_momentum, "orthogonalize": True,
+            "ns_steps": recipe.muon_steps}
+    settings = {"filters": muon if recipe.muon else sgd(1.0), "linear": sgd(recipe.head_lr_scale),
+                "biases": sgd(recipe.bias_lr_scale, recipe.decay_norm_and_bias),
+                "whiten_bias": sgd(recipe.bias_lr_scale, recipe.decay_norm_and_bias)}
+    slot: dict[str, int] = {}  # kind -> index of its group
+    groups: list[dict] = []
+    for kind, setting in settings.items():
+        same = [slot[k] for k in slot if settings[k] == setting and k != "whiten_bias"]
+        if same and kind != "whiten_bias":
+            slot[kind] = same[0]
+            groups[same[0]]["name"] += f"+{kind}"
+        else:
+            slot[kind] = len(groups)
+            groups.append({"name": kind, "params": [], **setting})
+
+    def kind_of(p) -> str:
+        if p is stem_bias:
+            return "whiten_bias"
+        return "filters" if p.dim() > 2 else "linear" if p.dim() == 2 else "biases"
+
+    for p in model.parameters():
+        if p.requires_grad:
+            groups[slot[kind_of(p)]]["params"].append(p)
+    return [g for g in groups if g["params"]]
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
