@@ -438,7 +438,7 @@ def test_unseen_share_is_the_share_of_removed_weights_that_only_read_padding():
     from cifarkit.course.lesson03 import unseen_share
     from cifarkit.pruning import unseen_weights
     model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(1, 2))
-    masks = {"0": unseen_weights(model, image_size=1)["masks"]["0"]}  # 8 of the 9 taps read padding
+    masks = {"0": unseen_weights(model, image_size=1, channels=1)["masks"]["0"]}  # 8 of the 9 taps read padding
     mask = torch.zeros(1, 1, 3, 3)
     mask[0, 0, 0, 0] = 1.0  # keep one corner tap (unseen); remove the other eight, the centre among them
     prune.custom_from_mask(model[0], "weight", mask)
