@@ -2,6 +2,7 @@
 in `make test`, over the copies built by tests/nbval_prepare.py)."""
 import ast
 import importlib
+import pkgutil
 import re
 import sys
 import types
@@ -28,8 +29,10 @@ def python_source(cell) -> str:
 
 def kit_names() -> set:
     names = set(cifarkit.__all__)
-    for module in cifarkit._EXPORTS:
-        mod = importlib.import_module(f"cifarkit.{module}")
+    modules = [f"{package.__name__}.{info.name}" for package in (cifarkit, cifarkit.course)
+               for info in pkgutil.iter_modules(package.__path__) if not info.ispkg and info.name != "__main__"]
+    for module in modules:
+        mod = importlib.import_module(module)
         names |= {n for n, v in vars(mod).items() if not n.startswith("_") and callable(v)
                   and getattr(v, "__module__", "").startswith("cifarkit")}
     return names
