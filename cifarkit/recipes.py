@@ -45,10 +45,11 @@ import torch.nn as nn
 
 from .callbacks import Callback
 from .dataset import stratified_indices
-from .loader import ProgressiveResize, PAD_MODES, TensorLoader
-from .optim import MuonSGD
-from .timing import Timer
+from .loader import PAD_MODES, ProgressiveResize, TensorLoader
+from .optim import Lookahead, MuonSGD
+from .resume import Checkpoint
 from .seeds import seed_everything
+from .timing import Timer
 from .training import History, Trainer, evaluate
 from .validation import flag, int_in, non_negative_int, number, number_in, positive_int, positive_ints, positive_number
 
