@@ -9,7 +9,7 @@ A notebook's setup cell is one call::
 resolves the chosen one with `resolve_profile` (parameters override it; the seed, device and
 precision are resolved) and remembers which notebook is running, so that
 ``ck.record_results(metrics, cfg)`` writes ``<notebook>.metrics.json`` (the file the runner reads)
-and ``artifact(cfg, FINETUNED)`` names a checkpoint the same way in every notebook.
+and ``artifact(cfg, FINETUNED_CHECKPOINT)`` names a checkpoint the same way in every notebook.
 
 Notebook 01 fine-tunes the ResNet-18 that notebooks 03 and 04 prune: its recipe is `FINETUNE`, and
 `finetuned_resnet18` loads 01's checkpoint or, when 01 has not run with this results folder,
@@ -42,7 +42,7 @@ FINETUNE = {
 ABLATION_BLOCKS = ("layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30")
 
 #: the checkpoint of notebook 01's logits model, which notebooks 03 and 04 prune
-FINETUNED = "resnet18_logits"
+FINETUNED_CHECKPOINT = "resnet18_logits"
 
 # Every quick profile was sized with bench/lessons.py so that each claim its notebook states holds
 # for seeds 0, 1 and 2 on both the synthetic set and the CIFAR-10 copy; the comments say what a
@@ -169,7 +169,7 @@ def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
     from ..plotting import Animator
     from ..training import Trainer
 
-    checkpoint = artifact(cfg, FINETUNED)
+    checkpoint = artifact(cfg, FINETUNED_CHECKPOINT)
     if checkpoint.is_file():
         print(f"Loaded the model notebook 01 fine-tuned, from {checkpoint}")
         return ResNetForCifar(weights=checkpoint, stem="auto"), "notebook 01"  # the stem 01 used
