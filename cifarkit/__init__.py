@@ -31,8 +31,8 @@ from .freezing import count_parameters, freeze_initial, set_frozen_bn_eval, unfr
 from .gradients import GradientNormRecorder, gradient_norms  # noqa: E402
 from .history_files import history_from_json, history_to_csv, history_to_json  # noqa: E402
 from .loader import FeatureLoader, ProgressiveResize, TensorLoader  # noqa: E402
-from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet, remove_skip_connections,  # noqa: E402
-                     resnet152_transfer)
+from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet,  # noqa: E402
+                     remove_skip_connections, resnet152_transfer)
 from .optim import Lookahead, MuonSGD  # noqa: E402
 from .plotting import Animator, show_figure  # noqa: E402
 from .pruning import (SparsityTracker, global_magnitude_prune, is_pruned, load_pruned_state_dict,  # noqa: E402
