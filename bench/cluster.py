@@ -6,7 +6,7 @@
 
 On a machine with C usable cores the two ways are ``--workers 1`` (one notebook at a time with C
 threads) and ``--workers C`` (C notebooks at a time with 1 thread each), both through the kit's
-engine (`cifarkit.engine.run_batch`), in that order, each into a fresh folder under ``--out``. The
+engine (`cifarkit.course.engine.run_batch`), in that order, each into a fresh folder under ``--out``. The
 wall-clock seconds of each way and every notebook's own seconds are recorded in
 ``bench/cluster_results.json`` (the lessons sweep's only with ``--lessons``). `python
 bench/run_all.py` tables them into bench/results.md (section "cluster") together with the
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import lessons  # noqa: E402
-from cifarkit.engine import dependencies, run_batch, usable_cores  # noqa: E402
+from cifarkit.course.engine import dependencies, run_batch, usable_cores  # noqa: E402
 
 RECORD = HERE / "cluster_results.json"
 #: cluster sizes the projection tables

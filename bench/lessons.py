@@ -7,13 +7,13 @@
     python bench/lessons.py --scheduler tcp://10.0.0.5:8786   # on a Dask cluster (docs/cluster.md)
 
 Each (data source, seed) pair is one run folder of the sweep, all of them executed by the kit's
-engine (`cifarkit.engine.run_batch`: the runner of `cifarkit run`, on Dask; notebooks 03 and 04
+engine (`cifarkit.course.engine.run_batch`: the runner of `cifarkit run`, on Dask; notebooks 03 and 04
 find notebook 01's model in their own run folder and start after it) into
 ``bench/runs/lessons/<profile>-<source>-seed<seed>/``; the default, ``--workers 1``, runs one
 notebook at a time with every core, as a sweep always did. A pair whose run directory already
 holds the ``summary.json`` of a run that Ctrl-C did not cut short is read, not run again (delete the
 folder to re-measure), so an interrupted sweep resumes where it stopped. Every notebook records its claims with their
-verdicts (`cifarkit.claims`); this script tables claim x run -> verdict into
+verdicts (`cifarkit.course.claims`); this script tables claim x run -> verdict into
 ``bench/lessons_<profile>.json`` and prints the Markdown table that `bench/run_all.py` puts into
 bench/results.md (section "lessons"). A benchmark, not a test: nothing here is timed against a
 target.
@@ -36,8 +36,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from cifarkit.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE  # noqa: E402
-from cifarkit.sweep import claims_table as table, collect  # noqa: E402,F401  (the claim x run table)
+from cifarkit.course.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE  # noqa: E402
+from cifarkit.course.sweep import claims_table as table, collect  # noqa: E402,F401  (the claim x run table)
 
 SOURCES = ("synthetic", "cifar10-unverified")
 
@@ -65,7 +65,7 @@ def finished(run_dir: Path) -> bool:
 def run_pairs(profile: str, runs: list, only, workers=None, scheduler=None, notebooks_dir=REPO / "notebooks") -> None:
     """Run the pairs whose folder holds no finished ``summary.json`` through the engine (an
     interrupted pair's folder is started again), all in one batch; say each pair's seconds."""
-    from cifarkit.engine import run_batch
+    from cifarkit.course.engine import run_batch
 
     todo = []
     for run_dir, params in runs:

@@ -38,7 +38,7 @@ import cifarkit as ck  # noqa: E402
 
 
 def full_profile(notebook: str) -> dict:
-    """The `full` profile of `notebooks/<notebook>.ipynb` (defined in `cifarkit.course.PROFILES`)."""
+    """The `full` profile of `notebooks/<notebook>.ipynb` (defined in `cifarkit.course.notebooks.PROFILES`)."""
     return ck.notebook_profiles(notebook)["full"]
 
 

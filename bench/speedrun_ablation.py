@@ -50,8 +50,8 @@ sys.path.insert(0, str(HERE.parent))
 import accuracy  # noqa: E402
 
 import cifarkit as ck  # noqa: E402
-from cifarkit import devices  # noqa: E402
-from cifarkit.callbacks import read_checkpoint  # noqa: E402
+from cifarkit import devices, optim  # noqa: E402
+from cifarkit.resume import read_checkpoint  # noqa: E402
 from cifarkit.recipes import get_recipe, train_recipe  # noqa: E402
 
 RECIPE = "speedrun"
@@ -384,7 +384,7 @@ def compare_muon(args) -> dict:
     bf16, fp32 = timings[contenders[0][0]], timings[contenders[1][0]]
     print(f"Newton-Schulz in bf16 / fp32: {bf16 / fp32:.2f}x the time per step "
           f"({'native' if report['native_bf16'] else 'emulated'} bf16 on this CPU; "
-          f"the kit's default uses {devices.fast_matmul_dtype('cpu')})")
+          f"the kit's default uses {optim.fast_matmul_dtype('cpu')})")
     return report
 
 

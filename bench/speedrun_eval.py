@@ -37,9 +37,9 @@ import speedrun_ablation  # noqa: E402
 
 import cifarkit as ck  # noqa: E402
 from cifarkit import devices  # noqa: E402
-from cifarkit.callbacks import read_checkpoint  # noqa: E402
+from cifarkit.resume import read_checkpoint  # noqa: E402
 from cifarkit.recipes import get_recipe  # noqa: E402
-from cifarkit.resume import load_model_state  # noqa: E402
+from cifarkit.pruning import load_pruned_state_dict  # noqa: E402
 
 #: name -> {(dy, dx): weight}; every view is averaged with its mirror image
 VIEW_SETS = {
@@ -104,7 +104,7 @@ def evaluate_checkpoint(path: Path, recipe, data, bn_images, device, precision: 
     """Every row of the table for the model in `path`: {row name: (accuracy, exact-1,000 accuracy)}."""
     layout = torch.channels_last if precision != "32" else torch.contiguous_format  # as the Trainer's
     model = recipe.build_model().to(device, memory_format=layout)
-    load_model_state(model, read_checkpoint(path, map_location=device)["model"])
+    load_pruned_state_dict(model, read_checkpoint(path, map_location=device)["model"])
     test = ck.TensorLoader(data.x_test, data.y_test, 500, device=device, memory_format=layout)
     y = data.y_test.to(device)
     rows = {f"the recipe's own ({recipe.tta or 'no TTA'})": own_views(model, test, recipe, precision, n_exact)}

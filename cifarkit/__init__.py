@@ -1,74 +1,74 @@
-"""cifarkit: a CIFAR-10 course kit. Everything a notebook needs, by the name students know it:
+"""cifarkit: a CIFAR-10 course kit. Everything a notebook needs, by the name students know it.
+
+Two layers. The teaching library is the modules at the top of the package:
 
 data      load_data, load_cifar10, synthetic_cifar, TensorLoader, CifarData, textbook_loader
-training  Trainer (.fit), evaluate, tta_logits, Tester, History, seed_everything;
-callbacks Callback, Checkpoint, Lookahead, StopAfter, ProgressBar, EpochLog (resume: what a
-          checkpoint holds); files: safe_load, atomic_save; runtime: eval_mode, in_kernel
+training  Trainer (.fit), evaluate, tta_logits, History, seed_everything, trainable_parameters
+callbacks Callback, StopAfter, ProgressBar, EpochLog; resume: Checkpoint (what a checkpoint holds)
 plots     Animator, show_figure;  timing: Timer
-models    ResNetForCifar, GatedCNN, GatedBlock, SpeedrunNet, resnet152_transfer, remove_skip_connections,
-          SmallResNet
-recipes   get_recipe, train_recipe, Recipe (named recipes shared by notebooks and bench/accuracy.py)
-freezing  freeze_initial, unfreeze_all, count_parameters
+models    ResNetForCifar, GatedCNN, GatedBlock, SpeedrunNet, SmallResNet, resnet152_transfer,
+          remove_skip_connections
+recipes   get_recipe, train_recipe, Recipe;  optim: MuonSGD, Lookahead
+freezing  freeze_initial, unfreeze_all, count_parameters;  features: extract_features, split_head
 pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters, SparsityTracker
-features  extract_features, split_head (frozen-backbone feature caching)
-claims    Claims, Estimate, run_case (a lesson's verdicts from its own numbers)
-notebooks setup (a course notebook's profile), artifact, finetuned_resnet18, notebook_profiles (course);
-          resolve_profile (any profiles), record_results, artifacts_dir
 
-Names are imported on first use, so `python -m cifarkit run` starts without loading torch.
+The course machinery beside it is `cifarkit.course` (it imports the library, never the reverse):
+setup (a course notebook's profile), artifact, finetuned_resnet18, Claims, Estimate, run_case
+(a lesson's verdicts from its own numbers), record_results, and the runner behind `cifarkit run`.
 """
-import importlib
-
 from . import settings as _settings
 
-__version__ = "0.1.0"
 _settings.apply_cpu_mode()  # CIFARKIT_CPU=avx2: torch's kernels limited to AVX2 (before its first operation)
 
-_EXPORTS = {
-    "callbacks": ["Callback", "Checkpoint", "EpochLog", "Lookahead", "ProgressBar", "StopAfter"],
-    "claims": ["Claim", "Claims", "Estimate", "RunCase", "run_case"],
-    "course": ["setup", "artifact", "finetuned_resnet18", "notebook_profiles"],
-    "data": ["CorruptDataError", "DataUnavailableError", "load_cifar10", "load_data", "prepare_cifar10",
-             "textbook_loader", "torchvision_dataset"],
-    "dataset": ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CifarData", "stratified_indices"],
-    "devices": ["resolve_device", "resolve_precision"],
-    "features": ["extract_features", "split_head"],
-    "files": ["atomic_save", "safe_load"],
-    "freezing": ["count_parameters", "freeze_initial", "unfreeze_all", "unfreeze", "trainable_parameters",
-                 "set_frozen_bn_eval"],
-    "gradients": ["gradient_norms", "GradientNormRecorder"],
-    "loader": ["FeatureLoader", "TensorLoader"],
-    "models": ["ResNetForCifar", "GatedBlock", "GatedCNN", "SmallResNet", "SpeedrunNet",
-               "resnet152_transfer", "remove_skip_connections"],
-    "plotting": ["Animator", "show_figure"],
-    "profiles": ["Profile", "resolve_profile"],
-    "pruning": ["global_magnitude_prune", "is_pruned", "load_pruned_state_dict", "prunable_parameters",
-                "remove_pruning", "sparsity", "SparsityTracker", "unseen_weights"],
-    "recipes": ["Recipe", "RECIPES", "get_recipe", "register_recipe", "register_model", "train_recipe",
-                "TimeToAccuracy"],
-    "optim": ["MuonSGD"],
-    "resume": [],
-    "runtime": ["eval_mode", "in_kernel"],
-    "settings": [],
-    "results": ["artifacts_dir", "record_results"],
-    "synthetic": ["synthetic_cifar"],
-    "timing": ["Timer"],
-    "training": ["History", "NonFiniteLossError", "Tester", "Trainer", "evaluate", "seed_everything",
-                 "tta_logits"],
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
+from .callbacks import Callback, EpochLog, ProgressBar, StopAfter  # noqa: E402
+from .data import (CorruptDataError, DataUnavailableError, load_cifar10, load_data, prepare_cifar10,  # noqa: E402
+                   textbook_loader, torchvision_dataset)
+from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CifarData, stratified_indices  # noqa: E402
+from .devices import resolve_device, resolve_precision  # noqa: E402
+from .features import extract_features, split_head  # noqa: E402
+from .files import atomic_save, safe_load  # noqa: E402
+from .freezing import count_parameters, freeze_initial, set_frozen_bn_eval, unfreeze, unfreeze_all  # noqa: E402
+from .gradients import GradientNormRecorder, gradient_norms  # noqa: E402
+from .history_files import history_from_json, history_to_csv, history_to_json  # noqa: E402
+from .loader import FeatureLoader, ProgressiveResize, TensorLoader  # noqa: E402
+from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet,  # noqa: E402
+                     remove_skip_connections, resnet152_transfer)
+from .optim import Lookahead, MuonSGD  # noqa: E402
+from .plotting import Animator, show_figure  # noqa: E402
+from .pruning import (SparsityTracker, global_magnitude_prune, is_pruned, load_pruned_state_dict,  # noqa: E402
+                      prunable_parameters, remove_pruning, sparsity, unseen_weights)
+from .recipes import (RECIPES, Recipe, TimeToAccuracy, get_recipe, register_model, register_recipe,  # noqa: E402
+                      train_recipe)
+from .resume import Checkpoint  # noqa: E402
+from .runtime import eval_mode, in_kernel  # noqa: E402
+from .synthetic import synthetic_cifar  # noqa: E402
+from .timing import Timer  # noqa: E402
+from .seeds import seed_everything  # noqa: E402
+from .training import (History, NonFiniteLossError, Trainer, evaluate,  # noqa: E402
+                       trainable_parameters, tta_logits)
 
+from . import course  # noqa: E402  (the machinery, after the library it imports)
+from .course import claims  # noqa: E402  (ck.claims.HOLDS, ...)
+from .course.claims import Claim, Claims, Estimate, RunCase, run_case  # noqa: E402
+from .course.notebooks import artifact, finetuned_resnet18, notebook_profiles, setup  # noqa: E402
+from .course.profiles import Profile, resolve_profile  # noqa: E402
+from .course.results import artifacts_dir, record_results  # noqa: E402
 
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name in _EXPORTS:  # submodules: ck.pruning, ck.models, ...
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
+__version__ = "0.1.0"
 
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_EXPORTS))
+__all__ = [
+    "Animator", "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "Callback", "Checkpoint", "CifarData", "Claim",
+    "Claims", "CorruptDataError", "DataUnavailableError", "EpochLog", "Estimate", "FeatureLoader", "GatedBlock",
+    "GatedCNN", "GradientNormRecorder", "History", "Lookahead", "MuonSGD", "NonFiniteLossError", "Profile",
+    "ProgressBar", "ProgressiveResize", "RECIPES", "Recipe", "ResNetForCifar", "RunCase", "SmallResNet",
+    "SparsityTracker", "SpeedrunNet", "StopAfter", "TensorLoader", "TimeToAccuracy", "Timer", "Trainer",
+    "artifact", "artifacts_dir", "atomic_save", "count_parameters", "eval_mode", "evaluate", "extract_features",
+    "finetuned_resnet18", "freeze_initial", "global_magnitude_prune", "gradient_norms", "history_from_json",
+    "history_to_csv", "history_to_json", "in_kernel", "is_pruned",
+    "load_cifar10", "load_data", "load_pruned_state_dict", "notebook_profiles", "prepare_cifar10",
+    "prunable_parameters", "record_results", "register_model", "register_recipe", "remove_pruning",
+    "remove_skip_connections", "resnet152_transfer", "resolve_device", "resolve_precision", "resolve_profile",
+    "run_case", "safe_load", "seed_everything", "set_frozen_bn_eval", "setup", "show_figure", "sparsity",
+    "split_head", "stratified_indices", "synthetic_cifar", "textbook_loader", "torchvision_dataset",
+    "train_recipe", "trainable_parameters", "tta_logits", "unfreeze", "unfreeze_all", "unseen_weights",
+]

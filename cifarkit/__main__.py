@@ -1,5 +1,5 @@
-"""`python -m cifarkit ...`: see `cifarkit.cli`."""
-from .cli import main
+"""`python -m cifarkit ...`: see `cifarkit.course.cli`."""
+from .course.cli import main
 
 if __name__ == "__main__":  # not when a Dask worker process (spawned) imports this module again
     raise SystemExit(main())

@@ -1,30 +1,11 @@
-"""The callback protocol that `Trainer.fit` calls, the checkpoint callbacks and `read_checkpoint`.
-The file I/O under them (`atomic_save`, `safe_load`) lives in `cifarkit.files`.
-
-A callback is any object with some of these methods; subclass `Callback` to get no-op defaults.
-
-    on_fit_start(trainer, model)          before the first epoch (after a resume, too)
-    on_epoch_start(trainer, model)        before each epoch's first batch (``trainer.epoch`` is set)
-    on_after_backward(trainer, model)     after each backward pass, before the optimizer step (the
-                                          gradients are unscaled and clipped)
-    on_train_batch_end(trainer, model)    after each optimizer step (keep it cheap: no host syncs;
-                                          ``trainer.batch`` and ``trainer.last_loss`` are set)
-    on_epoch_end(trainer, model, record)  after each epoch; `record` is that epoch's metrics dict
-                                          and may be extended (e.g. record["sparsity"] = 0.3)
-    on_fit_end(trainer, model)            after the last epoch, or after an interruption
-    state_dict() / load_state_dict(state) saved in and restored from checkpoints
-
-Callbacks run in ascending `order` (default 0); `Checkpoint` runs late so it saves what the
-others added to the record. The progress bar and the one line per epoch are callbacks too,
-`ProgressBar` and `EpochLog`, which `Trainer` adds itself (``progress=``, ``log=``). A callback ends training early by setting ``trainer.should_stop =
-True``; the Trainer stops after that epoch (see `StopAfter`).
+"""The callback protocol that `Trainer.fit` calls: any object with some of the hooks of `Callback`
+(subclass it for no-op defaults), run in ascending `order`. A callback ends training early by
+setting ``trainer.should_stop = True``. `ProgressBar` and `EpochLog` are the ones `Trainer` adds
+itself (``progress=``, ``log=``); `Checkpoint` is `cifarkit.resume`, `Lookahead` `cifarkit.optim`.
 """
 from __future__ import annotations
 
-import torch
-
-from .files import atomic_save, safe_load
-from .validation import number_in, output_file, positive_int, positive_ints
+from .validation import positive_int
 
 
 class Callback:
@@ -36,16 +17,18 @@ class Callback:
         """Called once before the first epoch (after a resume, too)."""
 
     def on_epoch_start(self, trainer, model):
-        """Called before each epoch's first batch."""
+        """Called before each epoch's first batch (``trainer.epoch`` is set)."""
 
     def on_after_backward(self, trainer, model):
-        """Called after each backward pass, before the optimizer step."""
+        """Called after each backward pass, before the optimizer step (gradients unscaled and clipped)."""
 
     def on_train_batch_end(self, trainer, model):
-        """Called after each optimizer step."""
+        """Called after each optimizer step; keep it cheap, no host syncs (``trainer.batch`` and
+        ``trainer.last_loss`` are set)."""
 
     def on_epoch_end(self, trainer, model, record: dict):
-        """Called after each epoch with that epoch's metrics `record` (which may be extended)."""
+        """Called after each epoch with that epoch's metrics `record`, which it may extend
+        (e.g. ``record["sparsity"] = 0.3``)."""
 
     def on_fit_end(self, trainer, model):
         """Called after the last epoch, or after an interruption."""
@@ -64,10 +47,8 @@ METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "sec
 
 class ProgressBar(Callback):
     """A `tqdm.auto` bar over all the batches still to train, with the loss at each host sync.
-
     `mode`: True, False, or "auto": only where someone watches (a live notebook or a terminal), not
-    in papermill, nbval or CI logs, where a bar would only leave lines of 0%. `Trainer(progress=...)`
-    adds one."""
+    in papermill, nbval or CI logs. `Trainer(progress=...)` adds one."""
 
     order = -100  # the bar moves before other callbacks' work of the batch
 
@@ -135,75 +116,10 @@ class EpochLog(Callback):
         return "  ".join(parts)
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-#: The entries every checkpoint written by `Checkpoint` has.
-CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "rng")
-
-
-def read_checkpoint(path, map_location="cpu", trust: bool = False) -> dict:
-    """Load a checkpoint written by `Checkpoint` safely (see `safe_load`) and check its layout.
-
-    Older checkpoints, which hold NumPy's random state as a NumPy array, load through the same
-    safe path. `trust=True` is the opt-in for a file that needs full unpickling. Raises a one-line
-    `ValueError` naming the file when it is no cifarkit checkpoint (e.g. a data cache or a bare
-    state dict): ``runs/x.pt is not a cifarkit checkpoint: it has no 'model' entry (keys: x, y)``.
-    """
-    state = safe_load(path, "cifarkit checkpoint", map_location, trust,
-                      opt_in="trust_checkpoint=True to fit()", numpy=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a cifarkit checkpoint: it holds a {type(state).__name__}, not a dict")
-    missing = [k for k in CHECKPOINT_KEYS if k not in state]
-    if missing:
-        keys = ", ".join(map(str, list(state)[:8])) + (", ..." if len(state) > 8 else "")
-        raise ValueError(f"{path} is not a cifarkit checkpoint: it has no {missing[0]!r} entry "
-                         f"(keys: {keys or 'none'})")
-    model, optimizer = state["model"], state["optimizer"]
-    if not (isinstance(model, dict) and all(isinstance(v, torch.Tensor) for v in model.values())):
-        raise ValueError(f"{path} is not a cifarkit checkpoint: its 'model' entry is not a state dict")
-    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("param_groups"), list)):
-        raise ValueError(f"{path} is not a cifarkit checkpoint: its 'optimizer' entry is not an "
-                         "optimizer state dict")
-    history, rng, epoch = state["history"], state["rng"], state["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"{path} is damaged: its epoch is {epoch!r}")
-    if not (isinstance(history, dict) and isinstance(history.get("records"), list)):
-        raise ValueError(f"{path} is damaged: its 'history' entry has no list of records")
-    if not (isinstance(rng, dict) and {"python", "numpy", "torch"} <= set(rng)):
-        raise ValueError(f"{path} is damaged: its 'rng' entry lacks the python, numpy or torch state")
-    return state
-
-
-class Checkpoint(Callback):
-    """Write the whole training state to `path` after every `every` epochs (and the last one).
-
-    The file holds the model, optimizer, scheduler, history, callback and random-number states, and
-    the loader's shuffling state; `Trainer.fit(..., resume_from=path)` continues from it exactly.
-    Writes are atomic (see `atomic_save`)."""
-
-    order = 100  # after every other callback, so the saved history holds what they added
-
-    def __init__(self, path, every: int = 1):
-        self.path = output_file("Checkpoint path", path)
-        self.every = positive_int("every", every)
-
-    def on_fit_start(self, trainer, model):
-        """Check again that `path` can be written, before the first epoch rather than after it."""
-        output_file("Checkpoint path", self.path)
-
-    def on_epoch_end(self, trainer, model, record):
-        """Save after every `every`-th epoch and after the last one."""
-        if record["epoch"] % self.every == 0 or record["epoch"] == trainer.max_epochs:
-            atomic_save(trainer.checkpoint_state(), self.path)
-
-
 class StopAfter(Callback):
-    """End this `fit` call after `epochs` epochs, for work split over several sessions.
-
-    With a `Checkpoint` in the same Trainer, the next ``fit(..., resume_from=path)`` goes on where
-    this one stopped, so a 30-epoch run can be done a few epochs at a time. Runs after
-    `Checkpoint` (``order = 200``), so the last epoch is saved before stopping. Counts only the
-    epochs of the current call, not those restored from a checkpoint.
+    """End this `fit` call after `epochs` epochs (of this call, not those restored), for work split
+    over sessions: with a `Checkpoint`, which runs first, the next ``fit(..., resume_from=path)``
+    goes on where this one stopped. No notebook uses it; ``bench/accuracy.py --stop-after`` does.
     """
 
     order = 200
@@ -221,83 +137,3 @@ class StopAfter(Callback):
         self._done += 1
         if self._done >= self.epochs:
             trainer.should_stop = True
-
-
-class ProgressiveResize(Callback):
-    """Progressive resizing: train the first epochs on smaller images, which cost less.
-
-    Epoch e (counting from 1) trains on batches resized to ``sizes[e-1]`` pixels a side (bilinear,
-    antialiased: `TensorLoader`'s ``resize``); the epochs after the list use the loader's own size
-    again. Only the training loader changes; evaluation sees the full images. The network must
-    accept other sizes (a global pool before its head, like `SpeedrunNet`). Pixels cost time
-    roughly in proportion to their number, so a 24-pixel epoch costs about (24/32)^2 = 0.56 of a
-    full one. Stateless: a resumed run picks the size from the epoch it resumes at.
-    """
-
-    def __init__(self, sizes):
-        self.sizes = positive_ints("sizes", sizes, what=" (one side length per epoch)")
-        self._native = None
-
-    def on_fit_start(self, trainer, model):
-        if not hasattr(trainer.train_loader, "resize"):
-            raise TypeError("ProgressiveResize needs a training loader with a 'resize' attribute (TensorLoader), "
-                            f"got {type(trainer.train_loader).__name__}")
-        self._native = trainer.train_loader.resize
-
-    def on_epoch_start(self, trainer, model):
-        e = trainer.epoch
-        trainer.train_loader.resize = self.sizes[e - 1] if e <= len(self.sizes) else self._native
-
-    def on_fit_end(self, trainer, model):
-        if hasattr(trainer.train_loader, "resize"):
-            trainer.train_loader.resize = self._native
-
-
-class Lookahead(Callback):
-    """Every `every` optimizer steps, move a slow copy of the weights a little toward the current
-    ones, then put the model back on the slow copy (the "lookahead" / EMA scheme of fast CIFAR-10
-    training, after Zhang et al. 2019 and hlb-cifar10).
-
-    The slow copy covers every floating-point tensor of the state dict, BatchNorm statistics
-    included. Its decay grows with training progress as ``decay * (step / total_steps) ** 3``:
-    early on the model moves freely (decay near 0), late in training it is averaged strongly,
-    which smooths out the noise of the last, still large, steps. The step count and the slow
-    copy are part of the checkpoint.
-
-    Args:
-        total_steps: optimizer steps of the whole run (epochs x batches per epoch).
-        every: steps between two updates.
-        decay: the final decay per update (default 0.95 per step, over 5 steps).
-    """
-
-    def __init__(self, total_steps: int, every: int = 5, decay: float = 0.95 ** 5):
-        self.total_steps = positive_int("total_steps", total_steps)
-        self.every = positive_int("every", every)
-        self.decay = number_in("decay", decay, 0.0, 1.0, hi_open=True)
-        self.step = 0
-        self.slow: dict[str, torch.Tensor] | None = None
-
-    def on_fit_start(self, trainer, model):
-        """Take the slow copy of the starting weights (unless a resumed run brought one)."""
-        if self.slow is None:  # a resumed run brings its own copy
-            self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def on_train_batch_end(self, trainer, model):
-        """Count the step; every `every` steps, update the slow copy and load it into the model."""
-        self.step += 1
-        if self.step % self.every:
-            return
-        decay = self.decay * min(1.0, self.step / self.total_steps) ** 3
-        current = model.state_dict()
-        for name, slow in self.slow.items():
-            slow.lerp_(current[name], 1.0 - decay)
-            current[name].copy_(slow)
-
-    def state_dict(self) -> dict:
-        """The step count and the slow copy."""
-        return {"step": self.step, "slow": self.slow}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned."""
-        self.step, self.slow = int(state["step"]), state["slow"]

@@ -51,7 +51,8 @@ import torch
 
 from . import settings
 from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, MAX_SEED, CifarData
-from .files import DOWNLOAD_TIMEOUT_S, atomic_save, atomic_write, open_url, safe_load
+from .download import DOWNLOAD_TIMEOUT_S, open_url
+from .files import atomic_save, atomic_write, safe_load
 from .settings import NETWORK_ENV, OFFLINE_ENV  # noqa: F401  (named in messages; data.NETWORK_ENV as before)
 from .validation import WrongTypeError, integer, non_negative_int, number_in
 
@@ -401,7 +402,7 @@ def _fetch(url: str, dst: Path, deadline: float) -> None:
     about `deadline` seconds.
 
     Each network wait (name lookup, connection, each read) takes at most `DOWNLOAD_TIMEOUT_S`
-    (`files.open_url`); after `SLOW_CHECK_AFTER_S` the transfer stops as soon as its pace so far
+    (`download.open_url`); after `SLOW_CHECK_AFTER_S` the transfer stops as soon as its pace so far
     would miss the deadline. Raises TimeoutError (an OSError, like the network's own errors) then;
     a failed download leaves no file behind."""
     from tqdm.auto import tqdm
@@ -564,6 +565,7 @@ def load_data(source: str = "auto", n_train: int | None = None, n_test: int | No
 
     Arguments are checked before anything is loaded: counts and the seed must be ints >= 0 (not
     bools), `root` a path; TypeError / ValueError name the bad one.
+    Notebook 01 introduces it.
     """
     if not isinstance(source, str) or source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; choose one of {SOURCES}")

@@ -72,20 +72,6 @@ def cuda_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else torch.float32
 
 
-@functools.lru_cache(maxsize=None)  # asked once per parameter per optimizer step
-def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
-    """The dtype in which `device` multiplies matrices fastest without losing range, for work that
-    chooses its own dtype (`MuonSGD`'s orthogonalisation): `cuda_dtype` on a GPU; on a CPU bfloat16
-    where it is native (`cpu_has_fast_bf16`), else float32, because emulated bf16 products are
-    slower than float32 ones (`bench/results.md`)."""
-    device = resolve_device(device)
-    if device.type == "cuda":
-        return cuda_dtype(device)
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    return torch.float32
-
-
 def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> str:
     """Map "auto" to the fastest safe choice for `device`: on a GPU "bf16-mixed" from compute
     capability 8.0, "16-mixed" (float16 with a gradient scaler) on 7.x, "32" below (`cuda_dtype`);
@@ -108,11 +94,9 @@ def resolve_precision(precision="auto", device: torch.device | str = "cpu") -> s
 
 
 def use_channels_last(precision: str, device: torch.device, model=None, requested: bool | None = None) -> bool:
-    """Whether to train and run `model` with channels-last tensors: `requested` when it is True or
-    False; on a GPU, with autocast (where the tensor cores want it); on a CPU, the model's own
-    ``channels_last`` attribute when it has one (a network too narrow to gain says False), else
-    always: oneDNN's fast convolutions are channels-last ones, in float32 as in bfloat16
-    (`bench/cpu_modes.py kernels` measures both layouts)."""
+    """Whether to run `model` with channels-last tensors: `requested` when True or False; on a GPU,
+    with autocast (the tensor cores want it); on a CPU, the model's ``channels_last`` attribute when
+    it has one, else always (oneDNN's fast convolutions are channels-last ones)."""
     if requested is not None:
         return bool(requested)
     if device.type != "cpu":

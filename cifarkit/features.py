@@ -47,7 +47,8 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
     """Run `backbone` in eval mode over `loader` (which must not augment) and collect its outputs,
     flattened to N x D float32 tensors on the loader's device. `precision` defaults to the
     Trainer's choice ("auto"), so cached features match what the uncached loop computes, and
-    `channels_last` follows the Trainer's rule (None: `cifarkit.devices.use_channels_last`)."""
+    `channels_last` follows the Trainer's rule (None: `cifarkit.devices.use_channels_last`).
+    Notebook 05 introduces it."""
     if getattr(loader, "augment", False):
         raise ValueError("feature caching needs a loader without augmentation: cached features are "
                          "computed once, so random crops/flips would be frozen into them")
@@ -77,7 +78,8 @@ def extract_features(backbone: nn.Module, loader, device=None, precision: str = 
 
 def split_head(model: nn.Module, head_name: str = "fc") -> tuple[nn.Module, nn.Module]:
     """Split a torchvision-style classifier into (backbone, head) sharing the same modules:
-    the backbone is the model with `head_name` replaced by `nn.Identity` in a shallow copy."""
+    the backbone is the model with `head_name` replaced by `nn.Identity` in a shallow copy.
+    Notebook 05 introduces it."""
     import copy
 
     head = getattr(model, head_name, None)

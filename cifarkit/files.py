@@ -1,13 +1,7 @@
 """Files in and out, safely: `atomic_write` / `atomic_save` (a kill never leaves a cut file or,
-after the next save, an orphaned temporary one; a full disk is one line naming the file),
-`safe_load` (no code from the file runs) and `open_url` (a download whose every network wait is
-bounded by `DOWNLOAD_TIMEOUT_S`).
-
-The one home of these for the whole kit: checkpoints (`cifarkit.callbacks`), the CIFAR-10 caches
-and download (`cifarkit.data`), the pretrained weights (`cifarkit.weights`), the notebooks' metrics
-files (`cifarkit.results`) and the run reports (`cifarkit.runner`, `cifarkit.engine`) all go
-through them. torch is imported only by the functions that need it, so the runner can write
-files without loading it.
+after the next save, an orphaned temporary one; a full disk is one line naming the file) and
+`safe_load` (no code from the file runs). Checkpoints, data caches, weights, metrics files and run
+reports all go through them. Downloads are `cifarkit.download`.
 """
 from __future__ import annotations
 
@@ -16,19 +10,15 @@ import errno
 import os
 import pickle
 import re
-import socket
 import tempfile
-import threading
 import time
-import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
 
 from .validation import WrongTypeError
 
 __all__ = ["STALE_TEMP_AGE_S", "remove_stale_temps", "atomic_write", "atomic_save", "atomic_write_text",
-           "safe_load", "DOWNLOAD_TIMEOUT_S", "resolve_host", "open_url", "disk_full_error"]
+           "safe_load", "disk_full_error"]
 
 #: This process's umask (read once, at import): `atomic_write` gives a new file the mode a plain
 #: ``open(path, "w")`` would, not mkstemp's owner-only 0600.
@@ -108,14 +98,10 @@ def disk_full_error(exc: BaseException, path) -> OSError | None:
 def atomic_write(path):
     """Write a file atomically: ``with atomic_write(path) as f: f.write(...)``.
 
-    The data goes to a uniquely named temporary file in the same folder, is flushed to disk
-    (fsync) and then renamed over `path` (`os.replace`, atomic within one file system), so a kill
-    at any moment leaves either the old file or the new one, never a truncated one. If the block
-    raises, the temporary file is removed and `path` is left as it was. Orphans of earlier,
-    killed saves to the same `path` are removed first (`remove_stale_temps`). Missing folders are
-    created. A full disk raises one line naming `path` (``OSError: [Errno 28] No space left on
-    device: could not write <path>``; the previous version stays); other `OSError`s (a read-only
-    folder) propagate unchanged.
+    The data goes to a temporary file in the same folder, is flushed to disk and renamed over
+    `path` (`os.replace`), so a kill leaves the old file or the new one, never a cut one; if the
+    block raises, `path` is left as it was. Orphans of earlier killed saves are removed first
+    (`remove_stale_temps`), missing folders created. A full disk raises one line naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,15 +160,11 @@ def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False,
               numpy: bool = False):
     """`torch.load(path)` without running code from the file, with one-line errors naming it.
 
-    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (and, with
-    `numpy`, NumPy arrays and scalars). A file that asks for anything else -- a pickle crafted to
-    call ``os.system``, say -- is refused before any of it runs. `trust=True` loads with
-    ``weights_only=False``, which runs whatever the file contains: only for files you made.
-
-    Raises `FileNotFoundError` for a missing file and a one-line `ValueError` ("could not read
-    <path> as a <what>: <reason>") for a directory, an empty, truncated or damaged file, and a
-    refused one (naming what it asked to import and, when given, the `opt_in` that would load it
-    anyway).
+    Loads with ``weights_only=True``: tensors, numbers, strings and containers only (with `numpy`,
+    NumPy arrays too); a file that asks for anything else (a pickle crafted to call ``os.system``)
+    is refused before any of it runs. `trust=True` runs whatever the file contains: only for files
+    you made. A missing file raises `FileNotFoundError`; a directory, an empty, damaged or refused
+    file one line ("could not read <path> as a <what>: <reason>"). Notebook 04 introduces it.
     """
     import torch
 
@@ -216,41 +198,3 @@ def safe_load(path, what: str = "file", map_location="cpu", trust: bool = False,
     except Exception as e:  # truncated zip archives, random bytes, I/O errors
         reason = (str(e).strip().splitlines() or [""])[0][:150]
         raise refused(f"it is truncated, damaged or not a torch file ({type(e).__name__}: {reason})") from None
-
-
-# --------------------------------------------------------------------------- downloading
-
-#: Seconds allowed for each network wait of a download: the name lookup, the connection, each read.
-DOWNLOAD_TIMEOUT_S = 15.0
-
-
-def resolve_host(host: str, timeout: float) -> None:
-    """Look `host` up in a helper thread, so that a dead resolver cannot stall us past `timeout`
-    (a name lookup takes no timeout of its own). Raises TimeoutError, or the lookup's OSError."""
-    result: dict = {}
-
-    def work():
-        try:
-            socket.getaddrinfo(host, 443)
-            result["ok"] = True
-        except OSError as e:  # socket.gaierror is an OSError
-            result["error"] = e
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise TimeoutError(f"looking up {host} took more than {timeout:g} s")
-    if "error" in result:
-        raise result["error"]
-
-
-def open_url(url: str, timeout: float = DOWNLOAD_TIMEOUT_S):
-    """`urllib.request.urlopen(url)` with every wait bounded by `timeout` seconds: the name lookup
-    (`resolve_host`; skipped behind a proxy, which resolves names itself), the connection and each
-    read. Returns the response (a context manager); raises OSError / `urllib.error.URLError`."""
-    parts = urllib.parse.urlparse(url)
-    if parts.scheme not in urllib.request.getproxies():
-        resolve_host(parts.hostname or "", timeout)
-    request = urllib.request.Request(url, headers={"User-Agent": "cifarkit"})
-    return urllib.request.urlopen(request, timeout=timeout)

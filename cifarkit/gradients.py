@@ -153,6 +153,7 @@ class GradientNormRecorder:
 
     Attributes: ``history`` (list of OrderedDicts group -> norm), ``steps`` (list of int).
     Use `record()` instead of hooks if you prefer to call it yourself after ``backward()``.
+    Notebook 01 introduces it.
     """
 
     def __init__(self, model: nn.Module, by="block", block_types=None, every: int = 1):

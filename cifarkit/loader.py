@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .callbacks import Callback
 from .dataset import CIFAR10_MEAN, CIFAR10_STD, stratified_indices
 from .devices import resolve_device
-from .validation import WrongTypeError, int_in, integer, non_negative_int, number, positive_int
+from .validation import WrongTypeError, int_in, integer, non_negative_int, number, positive_int, positive_ints
 
 
 PAD_MODES = ("zeros", "reflect")
@@ -187,6 +188,7 @@ class TensorLoader(Batches):
             checks only that they are integers, e.g. for item indices used as labels).
 
     Every numeric argument is checked here, with the accepted range in the message.
+    Notebook 01 introduces it.
     """
 
     def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, drop_last: bool = False,
@@ -298,3 +300,33 @@ def _per_channel(name: str, values, channels: int) -> tuple:
     if len(values) != channels:
         raise ValueError(f"{name} must have one number per channel ({channels}), got {len(values)}")
     return tuple(number(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+class ProgressiveResize(Callback):
+    """Progressive resizing: train the first epochs on smaller images, which cost less.
+
+    Epoch e (counting from 1) trains on batches resized to ``sizes[e-1]`` pixels a side (bilinear,
+    antialiased: `TensorLoader`'s ``resize``); the epochs after the list use the loader's own size
+    again. Only the training loader changes; evaluation sees the full images. The network must
+    accept other sizes (a global pool before its head, like `SpeedrunNet`). Pixels cost time
+    roughly in proportion to their number, so a 24-pixel epoch costs about (24/32)^2 = 0.56 of a
+    full one. Stateless: a resumed run picks the size from the epoch it resumes at.
+    """
+
+    def __init__(self, sizes):
+        self.sizes = positive_ints("sizes", sizes, what=" (one side length per epoch)")
+        self._native = None
+
+    def on_fit_start(self, trainer, model):
+        if not hasattr(trainer.train_loader, "resize"):
+            raise TypeError("ProgressiveResize needs a training loader with a 'resize' attribute (TensorLoader), "
+                            f"got {type(trainer.train_loader).__name__}")
+        self._native = trainer.train_loader.resize
+
+    def on_epoch_start(self, trainer, model):
+        e = trainer.epoch
+        trainer.train_loader.resize = self.sizes[e - 1] if e <= len(self.sizes) else self._native
+
+    def on_fit_end(self, trainer, model):
+        if hasattr(trainer.train_loader, "resize"):
+            trainer.train_loader.resize = self._native

@@ -53,7 +53,8 @@ __all__ = [
 
 def checkpoint_stem(path) -> str:
     """``"cifar"`` or ``"imagenet"``: the stem of the `ResNetForCifar` saved in the state dict file
-    at `path` (a 3x3 or a 7x7 ``conv1``; pruned state dicts with ``weight_orig`` too)."""
+    at `path` (a 3x3 or a 7x7 ``conv1``; pruned state dicts with ``weight_orig`` too).
+    Notebook 04 introduces it."""
     state = read_state_dict(path)
     conv1 = state.get("body.conv1.weight", state.get("body.conv1.weight_orig"))
     if conv1 is None:
@@ -86,6 +87,7 @@ class ResNetForCifar(nn.Module):
     The ImageNet stem (7x7 stride-2 conv and max-pool) shrinks a 32x32 image to 8x8 before
     ``layer1`` and to 1x1 at ``layer4``; that is known to cost accuracy on CIFAR-10 compared with a
     3x3 stem (see `SmallResNet`), but it is what makes ImageNet weights reusable.
+    Notebook 01 introduces it.
     """
 
     STEMS = ("imagenet", "cifar", "auto")
@@ -148,6 +150,7 @@ def resnet152_transfer(num_classes: int = 10, weights="auto", freeze_backbone: b
     The result is a plain torchvision ``ResNet`` (58,164,298 parameters for 10 classes; 20,490 in
     ``fc``), with ``weights_source`` recorded. Build the optimizer over
     `cifarkit.freezing.trainable_parameters(model)`.
+    Notebook 05 introduces it.
     """
     positive_int("num_classes", num_classes)
     model = torchvision.models.resnet152(weights=None)
@@ -232,6 +235,7 @@ def remove_skip_connections(model: nn.Module, blocks=_DEFAULT_ABLATION,
     Returns the names of the ablated blocks, e.g. ``["layer1.2", "layer2.5", ...]``.
     Raises ValueError for a missing layer or an out-of-range index, TypeError for a block that
     is not a torchvision BasicBlock/Bottleneck.
+    Notebook 05 introduces it.
     """
     if isinstance(blocks, (str, tuple)) and len(blocks) == 2 and isinstance(blocks[1], int):
         blocks = [blocks]
@@ -313,6 +317,7 @@ class SmallResNet(nn.Module):
 
     Parameters with widths (16, 32, 64): 269,722 for n=3 (ResNet-20), 853,018 for n=9
     (ResNet-56); identical for plain and residual. Convs use Kaiming-normal initialisation.
+    Notebook 05 introduces it.
     """
 
     def __init__(self, depth_per_stage: int = 3, residual: bool = True, widths=(16, 32, 64),
@@ -430,6 +435,7 @@ class GatedCNN(nn.Module):
     Parameter count with the defaults: 11,872,098 (11,735,256 in the gated blocks, 2,944 in
     BatchNorm, 133,898 in the head); about 0.41 GFLOP per 32x32 image forward
     (roughly 1.2 GFLOP per image for a training step).
+    Notebook 06 introduces it.
     """
 
     #: its gating multiplies many small tensors, which runs faster in the default layout than in

@@ -33,35 +33,47 @@ read side by side; ``python bench/speedrun_ablation.py --compare-muon`` repeats 
   would need a second optimizer for the biases and the head; `MuonSGD` holds both kinds of
   group, so one state dict and one `LambdaLR` cover the whole run.
 
-Measured on the 2-core AMD EPYC, 1 thread, torch 2.14.1, v3's six trained filter tensors
-(64x24x3x3 ... 256x256x3x3): one step takes 20-27 ms with either (medians of 5 alternating
-runs: 19.8 vs 20.1 ms, then 26.7 vs 23.6 ms on the busy machine), about 0.6 s per 25-step epoch,
-under 1% of a 160-s epoch; the orthogonalisation of the same input is bit-identical, and after
-three steps from the same start the weights differ by at most 0.006 x lr (bf16 rounding of the
-two momentum scalings). So speed does not decide; the 4-D filters, the renormalisation and the
-single optimizer do.
+One step takes about as long with either, the orthogonalisation of the same input is
+bit-identical, and a few steps from the same start agree to bf16 rounding (``python
+bench/speedrun_ablation.py --compare-muon`` measures it; bench/results.md). So speed does not
+decide; the 4-D filters, the renormalisation and the single optimizer do.
 
 Precision of the orthogonalisation: airbench runs it in bf16, and so does this class where the
 hardware multiplies bf16 natively (GPUs, CPUs with AVX512-BF16 or AMX). On a CPU without them torch
-emulates bf16 matrix products: on a 2-core AMD EPYC (Zen 2, AVX2 only) one 256 x 2304
-orthogonalisation took 0.69 s in bf16 and 0.016 s in fp32, and the speedrun's first epoch ran at
-130 images/s, about half of it spent there. There the products are done in float32
-(``ns_dtype=None``, the default); ``python bench/speedrun_ablation.py --compare-muon`` times both.
+emulates bf16 matrix products, many times slower than float32 ones, so there the products are
+done in float32 (``ns_dtype=None``, the default); ``python bench/speedrun_ablation.py
+--compare-muon`` times both (bench/results.md).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from .devices import fast_matmul_dtype
-from .validation import int_in
+from .callbacks import Callback
+from . import devices
+from .validation import int_in, number_in, positive_int
 
-__all__ = ["MuonSGD", "newton_schulz", "NS_COEFFICIENTS"]
+__all__ = ["MuonSGD", "newton_schulz", "NS_COEFFICIENTS", "fast_matmul_dtype", "Lookahead"]
 
 #: the quintic Newton-Schulz coefficients of the public Muon write-up (steepest slope at zero; the
 #: singular values end up between about 0.7 and 1.2 rather than exactly 1, which trains as well)
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+@functools.lru_cache(maxsize=None)  # asked once per parameter per optimizer step
+def fast_matmul_dtype(device: torch.device | str = "cpu") -> torch.dtype:
+    """The dtype in which `device` multiplies matrices fastest without losing range, for work that
+    chooses its own dtype (`MuonSGD`'s orthogonalisation): `devices.cuda_dtype` on a GPU; on a CPU
+    bfloat16 where it is native (`devices.cpu_has_fast_bf16`), else float32, because emulated bf16
+    products are slower than float32 ones (`bench/results.md`)."""
+    device = devices.resolve_device(device)
+    if device.type == "cuda":
+        return devices.cuda_dtype(device)
+    if device.type == "cpu":
+        return torch.bfloat16 if devices.cpu_has_fast_bf16() else torch.float32
+    return torch.float32
 
 
 def newton_schulz(matrix: torch.Tensor, steps: int = 3, dtype: torch.dtype | None = None,
@@ -72,7 +84,7 @@ def newton_schulz(matrix: torch.Tensor, steps: int = 3, dtype: torch.dtype | Non
     each of `steps` iterations maps its singular values s to ``a s + b s^3 + c s^5``
     (`NS_COEFFICIENTS`), which pushes them all toward 1. Works on the wide orientation (fewer
     rows than columns), in `dtype` (None: the fastest safe dtype of the matrix's device,
-    `cifarkit.devices.fast_matmul_dtype`); returns the input's shape and dtype.
+    `fast_matmul_dtype`); returns the input's shape and dtype.
     """
     if matrix.dim() != 2:
         raise ValueError(f"matrix must be 2-D, got shape {tuple(matrix.shape)}")
@@ -112,7 +124,7 @@ class MuonSGD(torch.optim.Optimizer):
         ns_steps: Newton-Schulz iterations (airbench: 3).
         renormalize: rescale orthogonalised parameters before each update (see above).
         ns_dtype: the precision of the Newton-Schulz products. None (default): the parameter's
-            device's `cifarkit.devices.fast_matmul_dtype`: bf16 (as airbench) where it is native,
+            device's `fast_matmul_dtype`: bf16 (as airbench) where it is native,
             float16 on GPUs whose tensor cores lack bf16 (T4, V100), else float32 (emulated bf16
             products are many times slower than float32 ones).
     """
@@ -177,3 +189,53 @@ def _check_group(group: dict) -> None:
         flat = [tuple(p.shape) for p in group["params"] if p.dim() < 2]
         if flat:
             raise ValueError(f"orthogonalize groups take matrices or filters (2-D or more), got shape {flat[0]}")
+
+
+class Lookahead(Callback):
+    """Every `every` optimizer steps, move a slow copy of the weights a little toward the current
+    ones, then put the model back on the slow copy (the "lookahead" / EMA scheme of fast CIFAR-10
+    training, after Zhang et al. 2019 and hlb-cifar10).
+
+    The slow copy covers every floating-point tensor of the state dict, BatchNorm statistics
+    included. Its decay grows with training progress as ``decay * (step / total_steps) ** 3``:
+    early on the model moves freely (decay near 0), late in training it is averaged strongly,
+    which smooths out the noise of the last, still large, steps. The step count and the slow
+    copy are part of the checkpoint.
+
+    Args:
+        total_steps: optimizer steps of the whole run (epochs x batches per epoch).
+        every: steps between two updates.
+        decay: the final decay per update (default 0.95 per step, over 5 steps).
+    """
+
+    def __init__(self, total_steps: int, every: int = 5, decay: float = 0.95 ** 5):
+        self.total_steps = positive_int("total_steps", total_steps)
+        self.every = positive_int("every", every)
+        self.decay = number_in("decay", decay, 0.0, 1.0, hi_open=True)
+        self.step = 0
+        self.slow: dict[str, torch.Tensor] | None = None
+
+    def on_fit_start(self, trainer, model):
+        """Take the slow copy of the starting weights (unless a resumed run brought one)."""
+        if self.slow is None:  # a resumed run brings its own copy
+            self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, model):
+        """Count the step; every `every` steps, update the slow copy and load it into the model."""
+        self.step += 1
+        if self.step % self.every:
+            return
+        decay = self.decay * min(1.0, self.step / self.total_steps) ** 3
+        current = model.state_dict()
+        for name, slow in self.slow.items():
+            slow.lerp_(current[name], 1.0 - decay)
+            current[name].copy_(slow)
+
+    def state_dict(self) -> dict:
+        """The step count and the slow copy."""
+        return {"step": self.step, "slow": self.slow}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
+        self.step, self.slow = int(state["step"]), state["slow"]

@@ -38,7 +38,7 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def show_figure(fig: Figure, dpi: int = 100) -> None:
-    """Display a `Figure` in a notebook as a PNG (a no-op outside a kernel)."""
+    """Display a `Figure` in a notebook as a PNG (a no-op outside a kernel). Notebook 01 introduces it."""
     if not in_kernel():
         return
     from IPython.display import Image, display
@@ -54,6 +54,7 @@ class Animator(Callback):
         metrics: when used as a Trainer callback, the history columns to plot
             (default: train_loss, train_acc, val_acc).
         live: force live updating on/off (default: on in an interactive kernel).
+    Notebook 01 introduces it.
     """
 
     def __init__(self, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None, xscale="linear",

@@ -221,6 +221,7 @@ def sparsity(model: nn.Module, types=DEFAULT_TYPES) -> SparsityReport:
     pruned tensors and in the plain weight otherwise, so weights that are zero without a mask
     (e.g. after `remove_pruning`) count too. Biases are not counted. A model without prunable
     layers gives ``global_sparsity == 0.0`` with ``total == 0``.
+    Notebook 03 introduces it.
     """
     _check_model(model, "sparsity")
     per_layer, zeros_d, total_d = {}, {}, {}
@@ -254,6 +255,7 @@ def global_magnitude_prune(model: nn.Module, amount: float, types=DEFAULT_TYPES,
     Every prunable tensor is left pruned (with a mask, possibly all ones), even with amount 0.
     Weights that are zero but unmasked (after `remove_pruning`) have the smallest magnitude and
     are masked first.
+    Notebook 03 introduces it.
     """
     _check_model(model, "global_magnitude_prune")
     number_in("amount", amount, 0, 1, hi_open=True)
@@ -286,7 +288,8 @@ def global_magnitude_prune(model: nn.Module, amount: float, types=DEFAULT_TYPES,
 
 
 def is_pruned(model: nn.Module) -> bool:
-    """True if any tensor in `model` (any module, any name) currently carries a pruning mask."""
+    """True if any tensor in `model` (any module, any name) currently carries a pruning mask.
+    Notebook 04 introduces it."""
     _check_model(model, "is_pruned")
     return any(_pruning_hooks(m) for m in model.modules())
 
@@ -300,6 +303,7 @@ def remove_pruning(model: nn.Module) -> int:
     afterwards, but nothing holds them at zero, so further training moves them. The parameter
     object is kept, so an existing optimizer goes on updating it. Modules without pruning are
     left untouched (the call is a no-op, returning 0, on an unpruned model).
+    Notebook 04 introduces it.
     """
     _check_model(model, "remove_pruning")
     done = 0
@@ -319,6 +323,7 @@ def load_pruned_state_dict(model: nn.Module, state_dict: dict, strict: bool = Tr
     ``prune.identity`` (an all-ones mask), and conversely removes pruning from modules of `model`
     whose tensor appears unpruned in `state_dict`; then it calls ``model.load_state_dict`` (masks
     included) and refreshes the effective weights. Returns what ``load_state_dict`` returns.
+    Notebook 04 introduces it.
     """
     _check_model(model, "load_pruned_state_dict")
     modules = dict(model.named_modules())
@@ -357,6 +362,7 @@ class SparsityTracker(Callback):
 
     Sparsity is measured with `sparsity`, so it counts zeros of the effective weights and works
     for pruned and unpruned models alike.
+    Notebook 03 introduces it.
     """
 
     def __init__(self, types=DEFAULT_TYPES, per_layer: bool = False, key: str = "sparsity"):
@@ -417,6 +423,7 @@ def unseen_weights(model: nn.Module, image_size: int = 32, channels: int = 3) ->
     weights. Returns ``{"per_layer": {name: (unseen, total)}, "masks": {name: bool tensor shaped
     like the weight, True where unseen}, "unseen": int, "total": int, "fraction": float}`` over
     the layers that `global_magnitude_prune` prunes by default.
+    Notebook 03 introduces it.
     """
     sizes, hooks = {}, []
     for name, module in model.named_modules():

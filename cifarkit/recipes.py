@@ -22,7 +22,7 @@ Recipes (`RECIPES`):
 * ``speedrun``: that recipe made for a CPU: batch 500 and the first three epochs on smaller
   images (24, 24, 28 pixels), without label smoothing. Each ingredient is a field, so an ablation
   can switch one off (``bench/speedrun_ablation.py``).
-* ``speedrun-torch-init``: the speedrun until 2026-12-06, with torch's default initialisation of the
+* ``speedrun-torch-init``: the previous speedrun, with torch's default initialisation of the
   head and of the whitening bias instead of the record's (`AIRBENCH_INIT`).
 * ``speedrun-v2``: the previous speedrun: residual `SpeedrunNet`, Nesterov SGD at batch 1024, a
   triangular schedule, 64x learning rate on biases, lookahead, 18 epochs.
@@ -43,16 +43,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .callbacks import Callback, Checkpoint, Lookahead, ProgressiveResize
+from .callbacks import Callback
 from .dataset import stratified_indices
-from .loader import PAD_MODES, TensorLoader
-from .optim import MuonSGD
+from .loader import PAD_MODES, ProgressiveResize, TensorLoader
+from .optim import Lookahead, MuonSGD
+from .resume import Checkpoint
+from .seeds import seed_everything
 from .timing import Timer
-from .training import History, Trainer, evaluate, seed_everything
+from .training import History, Trainer, evaluate
 from .validation import flag, int_in, non_negative_int, number, number_in, positive_int, positive_ints, positive_number
 
-__all__ = ["Recipe", "RECIPES", "MODELS", "get_recipe", "register_recipe", "register_model", "train_recipe",
-           "RecipeResult", "TimeToAccuracy", "SummedCrossEntropy"]
+__all__ = ["Recipe", "RECIPES", "MODELS", "check_recipe", "param_groups", "get_recipe", "register_recipe",
+           "register_model", "train_recipe", "RecipeResult", "TimeToAccuracy", "SummedCrossEntropy"]
 
 
 
@@ -171,55 +173,7 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self):
-        for attr, allowed in (("model", tuple(MODELS)), ("optimizer", _OPTIMIZERS), ("schedule", _SCHEDULES),
-                              ("pad_mode", PAD_MODES)):
-            if getattr(self, attr) not in allowed:
-                raise ValueError(f"{attr} must be one of {allowed}, got {getattr(self, attr)!r}")
-        for attr in ("name", "description"):
-            if not isinstance(getattr(self, attr), str):
-                raise ValueError(f"{attr} must be a string, got {getattr(self, attr)!r}")
-        for attr in _FLAGS:
-            flag(attr, getattr(self, attr))
-        for attr in ("epochs", "batch_size"):
-            positive_int(attr, getattr(self, attr))
-        for attr in ("crop_padding", "tta_shift", "cutout"):
-            non_negative_int(attr, getattr(self, attr))
-        positive_int("whiten_bias_epochs", self.whiten_bias_epochs, optional=True)
-        positive_int("micro_batch", self.micro_batch, optional=True)
-        if self.image_sizes is not None:
-            object.__setattr__(self, "image_sizes", positive_ints(
-                "image_sizes", self.image_sizes, what=" (one side length per epoch) or None"))
-        int_in("muon_steps", self.muon_steps, 1, 20)
-        for attr in ("lr", "bias_lr_scale", "head_lr_scale", "muon_lr"):
-            positive_number(attr, getattr(self, attr))
-        number_in("warmup", self.warmup, 0, 1, lo_open=True, hi_open=True)
-        for attr in ("label_smoothing", "momentum", "muon_momentum"):
-            number_in(attr, getattr(self, attr), 0, 1, hi_open=True)
-        for attr in ("lr_start", "lr_end"):  # shares of the peak lr
-            number_in(attr, getattr(self, attr), 0, 1)
-        if number("weight_decay", self.weight_decay, "a non-negative number") < 0:
-            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
-        self._check_combinations()
-
-    def _check_combinations(self) -> None:
-        """Fields that only make sense together."""
-        if not isinstance(self.model_kwargs, dict):
-            raise ValueError(f"model_kwargs must be a dict, got {self.model_kwargs!r}")
-        if self.muon and self.optimizer != "sgd-nesterov":
-            raise ValueError(f"muon needs optimizer='sgd-nesterov' for the other parameters, got {self.optimizer!r}")
-        if self.alternating_flip and not self.augment:
-            raise ValueError("alternating_flip needs augment=True (it replaces the random flip)")
-        epochs = self.whiten_bias_epochs
-        if epochs is not None and self.schedule == "one-cycle":
-            raise ValueError("whiten_bias_epochs does not work with schedule='one-cycle'; use 'linear' or 'triangular'")
-        speedrun_only = [a for a, default in _SPEEDRUN_NET_FIELDS.items() if getattr(self, a) != default]
-        speedrun_only += ["whiten_bias_epochs"] if epochs is not None else []
-        if self.model != "speedrun" and speedrun_only:
-            raise ValueError(f"{speedrun_only[0]} applies to the speedrun model only, "
-                             f"this recipe's model is {self.model!r}")
-        clash = sorted(set(self.model_kwargs) & set(_SPEEDRUN_NET_FIELDS))
-        if clash:
-            raise ValueError(f"model_kwargs must not hold {clash[0]}: set the recipe field {clash[0]} instead")
+        check_recipe(self)
 
     def replace(self, **changes) -> "Recipe":
         """A copy with some fields changed (validated again)."""
@@ -249,46 +203,8 @@ class Recipe:
         return MODELS[self.model](self)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
-        """The optimizer's parameter groups over the trainable parameters of `model`.
-
-        Each parameter is one of four kinds: conv ``filters`` (4-D; Muon with `muon`), ``linear``
-        weights (2-D; `head_lr_scale`), ``biases`` (1-D: biases and BatchNorm parameters;
-        `bias_lr_scale`) and, with `whiten_bias_epochs`, the stem's ``whiten_bias``. Kinds with
-        the same settings share one group (so ``speedrun`` has the two groups it always had);
-        the stem's bias always has its own, for its schedule. Every group is named (``"name"``),
-        and SGD groups keep the same decay per step (``lr x weight_decay``).
-        """
-        stem = getattr(model, "whiten", None) if self.whiten_bias_epochs is not None else None
-        stem_bias = getattr(stem, "bias", None)
-
-        def sgd(scale: float, decay: bool = True) -> dict:
-            return {"lr": self.lr * scale, "weight_decay": self.weight_decay / scale if decay else 0.0}
-
-        muon = {"lr": self.muon_lr, "weight_decay": 0.0, "momentum": self.muon_momentum, "orthogonalize": True,
-                "ns_steps": self.muon_steps}
-        settings = {"filters": muon if self.muon else sgd(1.0), "linear": sgd(self.head_lr_scale),
-                    "biases": sgd(self.bias_lr_scale, self.decay_norm_and_bias),
-                    "whiten_bias": sgd(self.bias_lr_scale, self.decay_norm_and_bias)}
-        slot: dict[str, int] = {}  # kind -> index of its group
-        groups: list[dict] = []
-        for kind, setting in settings.items():
-            same = [slot[k] for k in slot if settings[k] == setting and k != "whiten_bias"]
-            if same and kind != "whiten_bias":
-                slot[kind] = same[0]
-                groups[same[0]]["name"] += f"+{kind}"
-            else:
-                slot[kind] = len(groups)
-                groups.append({"name": kind, "params": [], **setting})
-
-        def kind_of(p) -> str:
-            if p is stem_bias:
-                return "whiten_bias"
-            return "filters" if p.dim() > 2 else "linear" if p.dim() == 2 else "biases"
-
-        for p in model.parameters():
-            if p.requires_grad:
-                groups[slot[kind_of(p)]]["params"].append(p)
-        return [g for g in groups if g["params"]]
+        """The optimizer's parameter groups over the trainable parameters of `model`: `param_groups`."""
+        return param_groups(self, model)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The recipe's optimizer over the trainable parameters of `model` (see `param_groups`)."""
@@ -402,6 +318,100 @@ class Recipe:
         return f"{self.name}: {self.model} model, " + ", ".join(parts)
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """Check every field of `recipe` and the fields that only make sense together, with one-line
+    errors naming the field; ``image_sizes`` is normalised to a tuple of ints. `Recipe` calls it."""
+    for attr, allowed in (("model", tuple(MODELS)), ("optimizer", _OPTIMIZERS), ("schedule", _SCHEDULES),
+                          ("pad_mode", PAD_MODES)):
+        if getattr(recipe, attr) not in allowed:
+            raise ValueError(f"{attr} must be one of {allowed}, got {getattr(recipe, attr)!r}")
+    for attr in ("name", "description"):
+        if not isinstance(getattr(recipe, attr), str):
+            raise ValueError(f"{attr} must be a string, got {getattr(recipe, attr)!r}")
+    for attr in _FLAGS:
+        flag(attr, getattr(recipe, attr))
+    for attr in ("epochs", "batch_size"):
+        positive_int(attr, getattr(recipe, attr))
+    for attr in ("crop_padding", "tta_shift", "cutout"):
+        non_negative_int(attr, getattr(recipe, attr))
+    positive_int("whiten_bias_epochs", recipe.whiten_bias_epochs, optional=True)
+    positive_int("micro_batch", recipe.micro_batch, optional=True)
+    if recipe.image_sizes is not None:
+        object.__setattr__(recipe, "image_sizes", positive_ints(
+            "image_sizes", recipe.image_sizes, what=" (one side length per epoch) or None"))
+    int_in("muon_steps", recipe.muon_steps, 1, 20)
+    for attr in ("lr", "bias_lr_scale", "head_lr_scale", "muon_lr"):
+        positive_number(attr, getattr(recipe, attr))
+    number_in("warmup", recipe.warmup, 0, 1, lo_open=True, hi_open=True)
+    for attr in ("label_smoothing", "momentum", "muon_momentum"):
+        number_in(attr, getattr(recipe, attr), 0, 1, hi_open=True)
+    for attr in ("lr_start", "lr_end"):  # shares of the peak lr
+        number_in(attr, getattr(recipe, attr), 0, 1)
+    if number("weight_decay", recipe.weight_decay, "a non-negative number") < 0:
+        raise ValueError(f"weight_decay must be a non-negative number, got {recipe.weight_decay!r}")
+    # fields that only make sense together
+    if not isinstance(recipe.model_kwargs, dict):
+        raise ValueError(f"model_kwargs must be a dict, got {recipe.model_kwargs!r}")
+    if recipe.muon and recipe.optimizer != "sgd-nesterov":
+        raise ValueError(f"muon needs optimizer='sgd-nesterov' for the other parameters, got {recipe.optimizer!r}")
+    if recipe.alternating_flip and not recipe.augment:
+        raise ValueError("alternating_flip needs augment=True (it replaces the random flip)")
+    epochs = recipe.whiten_bias_epochs
+    if epochs is not None and recipe.schedule == "one-cycle":
+        raise ValueError("whiten_bias_epochs does not work with schedule='one-cycle'; use 'linear' or 'triangular'")
+    speedrun_only = [a for a, default in _SPEEDRUN_NET_FIELDS.items() if getattr(recipe, a) != default]
+    speedrun_only += ["whiten_bias_epochs"] if epochs is not None else []
+    if recipe.model != "speedrun" and speedrun_only:
+        raise ValueError(f"{speedrun_only[0]} applies to the speedrun model only, "
+                         f"this recipe's model is {recipe.model!r}")
+    clash = sorted(set(recipe.model_kwargs) & set(_SPEEDRUN_NET_FIELDS))
+    if clash:
+        raise ValueError(f"model_kwargs must not hold {clash[0]}: set the recipe field {clash[0]} instead")
+
+
+def param_groups(recipe: Recipe, model: nn.Module) -> list[dict]:
+    """The optimizer's parameter groups of `recipe` over the trainable parameters of `model`.
+
+    Each parameter is one of four kinds: conv ``filters`` (4-D; Muon with `muon`), ``linear``
+    weights (2-D; `head_lr_scale`), ``biases`` (1-D: biases and BatchNorm parameters;
+    `bias_lr_scale`) and, with `whiten_bias_epochs`, the stem's ``whiten_bias``. Kinds with
+    the same settings share one group (so ``speedrun`` has the two groups it always had);
+    the stem's bias always has its own, for its schedule. Every group is named (``"name"``),
+    and SGD groups keep the same decay per step (``lr x weight_decay``).
+    """
+    stem = getattr(model, "whiten", None) if recipe.whiten_bias_epochs is not None else None
+    stem_bias = getattr(stem, "bias", None)
+
+    def sgd(scale: float, decay: bool = True) -> dict:
+        return {"lr": recipe.lr * scale, "weight_decay": recipe.weight_decay / scale if decay else 0.0}
+
+    muon = {"lr": recipe.muon_lr, "weight_decay": 0.0, "momentum": recipe.muon_momentum, "orthogonalize": True,
+            "ns_steps": recipe.muon_steps}
+    settings = {"filters": muon if recipe.muon else sgd(1.0), "linear": sgd(recipe.head_lr_scale),
+                "biases": sgd(recipe.bias_lr_scale, recipe.decay_norm_and_bias),
+                "whiten_bias": sgd(recipe.bias_lr_scale, recipe.decay_norm_and_bias)}
+    slot: dict[str, int] = {}  # kind -> index of its group
+    groups: list[dict] = []
+    for kind, setting in settings.items():
+        same = [slot[k] for k in slot if settings[k] == setting and k != "whiten_bias"]
+        if same and kind != "whiten_bias":
+            slot[kind] = same[0]
+            groups[same[0]]["name"] += f"+{kind}"
+        else:
+            slot[kind] = len(groups)
+            groups.append({"name": kind, "params": [], **setting})
+
+    def kind_of(p) -> str:
+        if p is stem_bias:
+            return "whiten_bias"
+        return "filters" if p.dim() > 2 else "linear" if p.dim() == 2 else "biases"
+
+    for p in model.parameters():
+        if p.requires_grad:
+            groups[slot[kind_of(p)]]["params"].append(p)
+    return [g for g in groups if g["params"]]
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("gated-seed", "gated", epochs=30, batch_size=128, optimizer="adam", lr=1e-3,
            weight_decay=1e-4, model_kwargs={"gate_init": "open"},
@@ -421,7 +431,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 # the same recipe with 1.5x wider stages (about 2.2x the compute per image), for the 60-minute budget
 RECIPES["speedrun-wide"] = RECIPES["speedrun-v2"].replace(
     name="speedrun-wide", epochs=14, model_kwargs={"widths": (96, 384, 384)},
-    description="speedrun-v2 with 1.5x wider stages, for a 60-minute budget on a 2-core CPU")
+    description="speedrun-v2 with 1.5x wider stages, for a 60-minute budget")
 
 #: the SGD rate for the conv filters when Muon is switched off (``muon=False``): speedrun-v2's 1.5
 #: at batch 1024 with a mean loss, in the per-image units of a summed loss; it is also the base
@@ -433,9 +443,9 @@ V3_DECAY_PER_STEP = 2e-6 * 2000
 # bias) at 0.053, the head at 0.67, Muon 0.24 with momentum 0.6 (3 Newton-Schulz steps), SGD
 # momentum 0.85; BN momentum 0.4 (torch's convention) and eps 1e-12; logits divided by the width;
 # the head's weights start at std 1 and the whitening bias at torch's default (uniform +-0.29).
-#: the record recipe's initialisation, which the kit's recipes lacked until 2026-12-06 (torch's
-#: default head, std 0.036, and a zero whitening bias): with it `speedrun` ended +0.25 points with TTA,
-#: the mean of five seeds each paired with `speedrun-torch-init` on one CPU (bench/results.md section 7)
+#: the record recipe's initialisation, which the kit's earlier recipes lacked (torch's default head,
+#: std 0.036, and a zero whitening bias); bench/results.md compares `speedrun` with
+#: `speedrun-torch-init`, seed by seed
 AIRBENCH_INIT = {"head_init_std": 1.0, "whiten_bias_init": "uniform"}
 RECIPES["airbench94-muon"] = Recipe(
     "airbench94-muon", "speedrun", epochs=8, batch_size=2000, optimizer="sgd-nesterov", lr=V3_SGD_LR,
@@ -446,18 +456,15 @@ RECIPES["airbench94-muon"] = Recipe(
     model_kwargs={"residual": False, "bn_eps": 1e-12, "logit_scale": None, **AIRBENCH_INIT},
     description="the record recipe's published settings (airbench94_muon), the kit's code")
 #: the speedrun: airbench94_muon's recipe with two CPU changes and one setting measured again. Batch
-#: 500 (four times the steps per epoch for the same work: on the AMD EPYC a batch of 500 ran faster per
-#: image than one of 2000, whose activations overflow the cache; on an AMX Xeon whole runs of both
-#: trained at 760-820 images/s, README "Results"; the per-image SGD rates and decay
-#: stay, Muon's fixed-size step follows the square-root rule, 0.24 x sqrt(500 / 2000) = 0.12), and
-#: the first three epochs on 24, 24 and 28-pixel images (progressive resizing). No label smoothing:
-#: at batch 500 the record's 0.2 ended 0.24, 0.45 and 0.01 points lower on seeds 0, 1 and 2 with torch's
-#: initialisation (keys speedrun-torch-init[+label-smoothing-0.2]-8ep[-seedN]) and 0.45 and 0.28 lower on
-#: seeds 0 and 1 with the record's (key speedrun+label-smoothing-0.2-8ep; seed 1: the ablation's row)
+#: 500 (four times the steps per epoch for the same work; smaller activations stay in a CPU's cache;
+#: the per-image SGD rates and decay stay, Muon's fixed-size step follows the square-root rule,
+#: 0.24 x sqrt(500 / 2000) = 0.12), and the first three epochs on 24, 24 and 28-pixel images
+#: (progressive resizing). No label smoothing: at batch 500 the record's 0.2 ended lower on every
+#: seed tried (bench/results.md, keys speedrun[-torch-init]+label-smoothing-0.2-8ep[-seedN])
 RECIPES["speedrun"] = RECIPES["airbench94-muon"].with_batch_size(500).replace(
     name="speedrun", muon_lr=0.12, image_sizes=(24, 24, 28), label_smoothing=0.0,
     description="airbench94_muon's recipe at batch 500 with progressive resizing, without label smoothing")
-#: the speedrun until 2026-12-06: the same with torch's default initialisation of the head and of the
+#: the previous speedrun: the same with torch's default initialisation of the head and of the
 #: whitening bias (its runs, its ablation and the changes tried on it are recorded under this name)
 RECIPES["speedrun-torch-init"] = RECIPES["speedrun"].replace(
     name="speedrun-torch-init",
@@ -521,7 +528,8 @@ def register_recipe(recipe: Recipe, replace: bool = False) -> Recipe:
 
 
 def get_recipe(name: str, **changes) -> Recipe:
-    """The recipe called `name` from `RECIPES`, with `changes` applied; a clear error otherwise."""
+    """The recipe called `name` from `RECIPES`, with `changes` applied; a clear error otherwise.
+    Notebook 06 introduces it."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name].replace(**changes) if changes else RECIPES[name]
@@ -597,6 +605,7 @@ def train_recipe(recipe: Recipe, data, device="auto", precision="auto", seed: in
     benchmark can switch each off alone (``bench/precision.py``). `val_images` evaluates each
     epoch on a class-balanced sample of that many test images (None: all), the final evaluations
     always on the whole test split: a cheaper curve where evaluation would cost more than training.
+    Notebook 06 introduces it.
     """
     seed_everything(seed)
     model = recipe.build_model()

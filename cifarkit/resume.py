@@ -1,12 +1,6 @@
-"""What a training checkpoint holds, and how `Trainer.fit(resume_from=...)` continues from one.
-
-`trainer_state(trainer)` is everything needed to continue a run exactly (the `Checkpoint`
-callback writes it after every epoch); `restore(trainer, path)` checks a saved file against the
-run before loading anything and puts every piece back: model, optimizer, scheduler, gradient
-scaler, history, each callback's own entry (keyed by its class name, see `callback_keys`), the
-loader's shuffling state and every random-number generator. The training loop itself knows none
-of this. A model saved while pruned (``weight_orig`` / ``weight_mask`` pairs) gets its masks back
-through `load_model_state`.
+"""Checkpoints: the `Checkpoint` callback writes what `trainer_state` gathers (model, optimizer,
+scheduler, scaler, history, each callback's state, the loader's shuffling, every random generator);
+`restore` (``Trainer.fit(resume_from=path)``) checks the file against the run, then puts it all back.
 """
 from __future__ import annotations
 
@@ -16,11 +10,70 @@ import warnings
 import numpy as np
 import torch
 
-from .callbacks import read_checkpoint
+from .callbacks import Callback
+from .files import atomic_save, safe_load
+from .validation import output_file, positive_int
 
 CHECKPOINT_FORMAT = "cifarkit-checkpoint-2"  # 2: NumPy's random state as plain values, class names
 
-__all__ = ["CHECKPOINT_FORMAT", "trainer_state", "restore", "load_model_state", "callback_keys"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "Checkpoint", "read_checkpoint", "trainer_state", "restore",
+           "callback_keys"]
+
+
+#: The entries every checkpoint written by `Checkpoint` has.
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "rng")
+
+
+def read_checkpoint(path, map_location="cpu", trust: bool = False) -> dict:
+    """Load a checkpoint written by `Checkpoint` safely (`safe_load`; `trust=True` unpickles fully)
+    and check its layout: another file (a data cache, a bare state dict) raises one line naming it,
+    ``runs/x.pt is not a cifarkit checkpoint: it has no 'model' entry (keys: x, y)``."""
+    state = safe_load(path, "cifarkit checkpoint", map_location, trust,
+                      opt_in="trust_checkpoint=True to fit()", numpy=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a cifarkit checkpoint: it holds a {type(state).__name__}, not a dict")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        keys = ", ".join(map(str, list(state)[:8])) + (", ..." if len(state) > 8 else "")
+        raise ValueError(f"{path} is not a cifarkit checkpoint: it has no {missing[0]!r} entry "
+                         f"(keys: {keys or 'none'})")
+    model, optimizer = state["model"], state["optimizer"]
+    if not (isinstance(model, dict) and all(isinstance(v, torch.Tensor) for v in model.values())):
+        raise ValueError(f"{path} is not a cifarkit checkpoint: its 'model' entry is not a state dict")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("param_groups"), list)):
+        raise ValueError(f"{path} is not a cifarkit checkpoint: its 'optimizer' entry is not an "
+                         "optimizer state dict")
+    history, rng, epoch = state["history"], state["rng"], state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"{path} is damaged: its epoch is {epoch!r}")
+    if not (isinstance(history, dict) and isinstance(history.get("records"), list)):
+        raise ValueError(f"{path} is damaged: its 'history' entry has no list of records")
+    if not (isinstance(rng, dict) and {"python", "numpy", "torch"} <= set(rng)):
+        raise ValueError(f"{path} is damaged: its 'rng' entry lacks the python, numpy or torch state")
+    return state
+
+
+class Checkpoint(Callback):
+    """Write the whole training state to `path` after every `every` epochs (and the last one).
+
+    The file holds the model, optimizer, scheduler, history, callback and random-number states, and
+    the loader's shuffling state; `Trainer.fit(..., resume_from=path)` continues from it exactly.
+    Writes are atomic (see `atomic_save`)."""
+
+    order = 100  # after every other callback, so the saved history holds what they added
+
+    def __init__(self, path, every: int = 1):
+        self.path = output_file("Checkpoint path", path)
+        self.every = positive_int("every", every)
+
+    def on_fit_start(self, trainer, model):
+        """Check again that `path` can be written, before the first epoch rather than after it."""
+        output_file("Checkpoint path", self.path)
+
+    def on_epoch_end(self, trainer, model, record):
+        """Save after every `every`-th epoch and after the last one."""
+        if record["epoch"] % self.every == 0 or record["epoch"] == trainer.max_epochs:
+            atomic_save(trainer.checkpoint_state(), self.path)
 
 
 def trainer_state(trainer) -> dict:
@@ -46,15 +99,6 @@ def trainer_state(trainer) -> dict:
     return state
 
 
-def load_model_state(model, state: dict) -> None:
-    """Load a saved model state into `model`, rebuilding pruning masks when it was saved pruned."""
-    if any(k.endswith("_mask") for k in state):
-        from .pruning import load_pruned_state_dict
-        load_pruned_state_dict(model, state)
-    else:
-        model.load_state_dict(state)
-
-
 def restore(trainer, path, trust: bool = False) -> None:
     """Put the run saved in `path` back into `trainer` (set up by `fit`: model, optimizer,
     scheduler and callbacks in place). A file that does not fit this run (another model, optimizer
@@ -65,7 +109,7 @@ def restore(trainer, path, trust: bool = False) -> None:
     saved_scheduler, scheduler = state.get("scheduler_class"), type(trainer.scheduler).__name__
     if saved_scheduler and trainer.scheduler is not None and saved_scheduler != scheduler:
         raise ValueError(f"{path} was saved with scheduler {saved_scheduler}, this run uses {scheduler}")
-    load_model_state(trainer.model, state["model"])
+    trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     for part in ("scheduler", "scaler"):
         if getattr(trainer, part) is not None and state.get(part) is not None:
@@ -133,12 +177,17 @@ def _few(keys) -> str:
 
 def _check_fits_model(path, saved: dict, own: dict) -> None:
     """Refuse, naming `path`, a saved model state whose names or shapes differ from the model's."""
+    saved_keys, own_keys = list(saved), list(own)
     saved, own = _plain_shapes(saved), _plain_shapes(own)
     missing, unexpected = set(own) - set(saved), set(saved) - set(own)
     if missing or unexpected:
         raise ValueError(f"{path} was saved from another model: "
                          + "; ".join(f"{what} {_few(keys)}" for what, keys in
                                      (("it lacks", missing), ("it has extra", unexpected)) if keys))
+    pruned = sorted(k[:-5] for k in set(saved_keys) ^ set(own_keys) if k.endswith("_mask"))
+    if pruned:
+        raise ValueError(f"{path} was saved from a model pruned differently from this one (e.g. {pruned[0]}): "
+                         "prune this model the same way before resuming (`cifarkit.pruning`)")
     bad = [k for k in own if own[k] != saved[k]]
     if bad:
         raise ValueError(f"{path} was saved from another model: {bad[0]} has shape {saved[bad[0]]} there, "

@@ -1,7 +1,5 @@
 """Where the code runs and in which mode: `in_kernel` (a Jupyter kernel, live or headless) and
 `eval_mode` (a model switched to eval for a block, its train/eval mode restored afterwards).
-
-Imports neither torch nor IPython at load time, so `cifarkit run` and the CLI stay quick.
 """
 from __future__ import annotations
 

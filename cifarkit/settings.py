@@ -1,21 +1,8 @@
-"""Every setting cifarkit reads from the environment, in one place: one function per variable.
-
-Each function reads its variable when called, never at import time, so a test's
-``monkeypatch.setenv`` or the variables `cifarkit run` sets for its notebooks take effect at
-once. Nothing else in the package reads ``os.environ`` for a setting (`cifarkit.runner` *sets*
-them for the kernels it starts; `training.seed_everything` sets torch's
-``CUBLAS_WORKSPACE_CONFIG``).
-
-=========================  ==========================================================
-``CIFARKIT_DATA``          the data folder (`data_dir`), default ``~/.cache/cifarkit``
-``CIFARKIT_OFFLINE``       1: never download (`offline`)
-``CIFARKIT_NETWORK``       1 / 0: the network check's answer, set by `cifarkit run` (`network`)
-``CIFARKIT_HEADLESS``      1: no live plots or progress bars (`headless`)
-``CIFARKIT_PROFILE``       a profile name that overrides a notebook's `profile` (`profile`)
-``CIFARKIT_RESULTS_DIR``   where notebooks write their metrics (`results_dir`), default ``results``
-``CIFARKIT_ARTIFACTS``     checkpoints shared between notebooks (`artifacts_dir`)
-``CIFARKIT_CPU``           ``avx2``: behave as on an AVX2-only CPU (`cpu_mode`, `apply_cpu_mode`)
-=========================  ==========================================================
+"""The settings the library reads from the environment, one function per variable, each read when
+called (never at import time) so that ``monkeypatch.setenv`` and the variables `cifarkit run` sets
+take effect at once: ``CIFARKIT_DATA`` (`data_dir`), ``CIFARKIT_OFFLINE`` (`offline`),
+``CIFARKIT_NETWORK`` (`network`), ``CIFARKIT_HEADLESS`` (`headless`) and ``CIFARKIT_CPU``
+(`cpu_mode`, `apply_cpu_mode`). The course's own are in `cifarkit.course.settings`.
 """
 from __future__ import annotations
 
@@ -26,14 +13,9 @@ DATA_ENV = "CIFARKIT_DATA"
 OFFLINE_ENV = "CIFARKIT_OFFLINE"
 NETWORK_ENV = "CIFARKIT_NETWORK"
 HEADLESS_ENV = "CIFARKIT_HEADLESS"
-PROFILE_ENV = "CIFARKIT_PROFILE"
-RESULTS_DIR_ENV = "CIFARKIT_RESULTS_DIR"
-ARTIFACTS_ENV = "CIFARKIT_ARTIFACTS"
-NOTEBOOK_ENV = "CIFARKIT_NOTEBOOK"
 CPU_ENV = "CIFARKIT_CPU"
-#: what ``CIFARKIT_CPU=avx2`` sets: torch's own switches that keep its kernels to AVX2 (ATen's
-#: vectorised kernels, oneDNN's convolutions, MKL's matrix products). Each is read when torch first
-#: needs it, so they take effect when set before the first tensor operation of the process.
+#: what ``CIFARKIT_CPU=avx2`` sets: torch's switches that keep ATen, oneDNN and MKL to AVX2 (read
+#: when torch first needs them, so set before the process's first tensor operation)
 TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
@@ -72,29 +54,6 @@ def headless() -> bool:
 
     Lenient on purpose: any other value means False, so a typo never stops a plot being made."""
     return os.environ.get(HEADLESS_ENV, "").lower() in ("1", "true", "yes")
-
-
-def profile() -> str | None:
-    """``$CIFARKIT_PROFILE`` (it overrides a notebook's `profile` parameter), or None when unset or empty."""
-    return os.environ.get(PROFILE_ENV) or None
-
-
-def results_dir() -> Path:
-    """``$CIFARKIT_RESULTS_DIR`` (set by `cifarkit run` to the run directory), else ``./results``."""
-    return Path(os.environ.get(RESULTS_DIR_ENV) or "results")
-
-
-def notebook() -> str | None:
-    """``$CIFARKIT_NOTEBOOK``: the file stem of the notebook the runner is executing (it sets the
-    variable for each kernel), so `record_results` writes the file the runner reads even for a
-    renamed copy of a course notebook; None outside the runner."""
-    return os.environ.get(NOTEBOOK_ENV) or None
-
-
-def artifacts_dir() -> Path | None:
-    """``$CIFARKIT_ARTIFACTS``, or None when it is unset or empty (then ``<results dir>/artifacts``)."""
-    value = os.environ.get(ARTIFACTS_ENV)
-    return Path(value) if value else None
 
 
 def cpu_mode() -> str:

@@ -17,6 +17,7 @@ class Timer:
 
     GPU kernels run asynchronously, so a plain wall clock measures only the launch. With
     `sync=True` (the default) the timer waits for the GPU at start and stop whenever CUDA is in use.
+    Notebook 05 introduces it.
     """
 
     def __init__(self, sync: bool = True):

@@ -1,4 +1,4 @@
-"""Training and evaluation: `Trainer.fit`, `evaluate`, `Tester`, `History`, `seed_everything`.
+"""Training and evaluation: `Trainer.fit`, `evaluate`, `History`.
 
 The shape follows PyTorch Lightning, which students meet next:
 
@@ -12,43 +12,24 @@ per-batch `.item()`.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import random
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import devices
 from .callbacks import METRICS, Callback, EpochLog, ProgressBar
-from .freezing import trainable_parameters
+from .resume import restore, trainer_state
 from .runtime import eval_mode
-from .validation import (WrongTypeError, int_in, integer, non_negative_int, output_file, positive_int,
+from .validation import (WrongTypeError, int_in, non_negative_int, positive_int,
                          positive_number)
 
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> int:
-    """Seed Python, NumPy and torch (CPU and every GPU). With `deterministic=True`, also ask torch
-    for deterministic kernels (slower on GPUs; warns instead of failing for ops that have none)."""
-    seed = integer("seed", seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    return seed
 
 
 class History:
@@ -107,39 +88,6 @@ class History:
         """Columns as lists, plus `meta`."""
         return {"meta": self.meta, **{c: self[c] for c in self.columns}}
 
-    def to_json(self, path) -> Path:
-        """Write records and meta to `path` as JSON; returns the path."""
-        path = output_file("path", path)
-        path.write_text(json.dumps({"meta": self.meta, "records": self.records}, indent=1))
-        return path
-
-    @classmethod
-    def from_json(cls, path) -> "History":
-        """Read a file written by `to_json`; a missing, unreadable or foreign file raises one line
-        naming it (`FileNotFoundError` / `ValueError`)."""
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"{path} is a directory, not a History file")
-        if not path.is_file():
-            raise FileNotFoundError(f"no History file at {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"could not read {path} as a History JSON file ({type(e).__name__})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("records"), list) \
-                or not all(isinstance(r, dict) for r in data["records"]):
-            raise ValueError(f"{path} is not a History JSON file: it has no list of 'records'")
-        return cls(data["records"], data.get("meta"))
-
-    def to_csv(self, path) -> Path:
-        """Write the records to `path` as CSV, one row per epoch; returns the path."""
-        path = output_file("path", path)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(self.records)
-        return path
-
     def __repr__(self) -> str:
         if not self.records:
             return "History(empty)"
@@ -186,8 +134,9 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
     and its mirror image; `tta_shift=k` adds views moved by k pixels.
     Returns {"loss": float, "acc": float, "n": int}; with `per_image=True` also "correct", a bool
     tensor (on the CPU) saying which images were classified right, in loader order, for paired
-    comparisons of two models on the same images (`cifarkit.claims.Estimate.paired`).
+    comparisons of two models on the same images (`cifarkit.course.claims.Estimate.paired`).
     The model's train/eval mode is restored.
+    Notebook 03 introduces it.
     """
     tta_shift = non_negative_int("tta_shift", tta_shift)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -223,53 +172,29 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class Tester:
-    """The course pipeline speaks of a Trainer and a Tester: `Tester(loader).test(model)` is
-    `evaluate(model, loader)` with the settings kept in one place."""
-
-    __test__ = False  # tell pytest this is not a test class
-
-    def __init__(self, loader, loss_fn=None, precision: str | None = "auto", tta_flip: bool = False,
-                 tta_shift: int = 0):
-        tta_shift = non_negative_int("tta_shift", tta_shift)
-        self.loader, self.loss_fn, self.precision = loader, loss_fn, precision
-        self.tta_flip, self.tta_shift = tta_flip, tta_shift
-
-    def test(self, model: nn.Module) -> dict:
-        """`evaluate(model, loader)` with this tester's settings."""
-        return evaluate(model, self.loader, self.loss_fn, precision=self.precision,
-                        tta_flip=self.tta_flip, tta_shift=self.tta_shift)
-
-
 STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
 
 
 class Trainer:
-    """Fit a model for `max_epochs` epochs. Arguments are checked, with the accepted range in the message.
+    """Fit a model for `max_epochs` epochs. Arguments are checked, with the accepted range in the
+    message. Notebook 01 introduces it.
 
     Args:
         max_epochs: number of epochs (an int >= 0).
         device: "auto" (GPU when there is one), "cpu", "cuda", ...
         precision: "auto" (bf16 autocast on CPUs with native bf16 and recent GPUs, fp16 on older
             GPUs), "32", "bf16-mixed" or "16-mixed".
-        channels_last: None: `cifarkit.devices.use_channels_last` decides when `fit` gets the model
-            (on a CPU, and on a GPU with autocast, unless the model's ``channels_last`` attribute
-            says otherwise); True or False forces the layout.
-        callbacks: `cifarkit.callbacks.Callback` objects (any object with some of its hooks), e.g.
-            `Animator()`, `Checkpoint(path)`, `SparsityTracker()`.
-        progress: a `ProgressBar` callback: True, False, or "auto" (in a live notebook or a terminal,
-            not in headless runs such as papermill).
+        channels_last: True or False forces the layout; None lets `devices.use_channels_last` decide.
+        callbacks: `cifarkit.callbacks.Callback` objects, e.g. `Animator()`, `Checkpoint(path)`.
+        progress: a `ProgressBar` callback: True, False, or "auto" (only where someone watches).
         log: an `EpochLog` callback: one plain line per epoch (readable in papermill output).
         sync_every: batches between the loop's host syncs (loss check and progress postfix), >= 1.
         scheduler_interval: "epoch", "step", or "auto" (per step for OneCycleLR/CyclicLR).
         grad_clip: clip the global gradient norm to this positive value (None: no clipping).
         limit_train_batches: stop each epoch after this many batches (None: whole epochs).
         micro_batch: forward and backward each batch in chunks of at most this many images, then
-            take one optimizer step: the gradient of the whole batch (for a loss that averages,
-            ``reduction="mean"``, or sums, ``"sum"``, over it), in less memory and, on a CPU, often
-            less time (smaller activations stay in cache: `bench/speedrun_ablation.py --timing`).
-            BatchNorm then normalises each chunk by its own statistics (ghost batch norm).
-            None: whole batches.
+            take one optimizer step on the whole batch's gradient (a loss with ``reduction="mean"``
+            or ``"sum"``), in less memory; BatchNorm normalises each chunk by its own statistics.
 
     The loop below is all of training; checkpoints (`cifarkit.resume`), the bar and the log are
     callbacks, called through one dispatcher (`_emit`).
@@ -300,37 +225,25 @@ class Trainer:
 
     def fit(self, model: nn.Module, train_loader, val_loader=None, optimizer=None, loss_fn=None,
             scheduler=None, resume_from=None, trust_checkpoint: bool = False) -> History:
-        """Train `model` and return its `History`.
+        """Train `model` and return its `History`. Notebook 01 introduces it.
 
-        The default optimizer is Adam (lr 1e-3) over the parameters with `requires_grad`, so frozen
-        layers are left out. `resume_from` takes a checkpoint written by `Checkpoint`: training goes
-        on from the epoch after it, everything restored, so the result equals an uninterrupted run.
-        It is loaded safely and checked against this run first (`cifarkit.resume.restore`: a file
-        that would run code, or does not fit, is refused in one line naming it);
-        `trust_checkpoint=True` is the opt-in to unpickle a file of your own that the safe path
-        refuses (it runs whatever code the file contains). An interruption (Ctrl-C, the notebook's
-        stop button) ends training after the batch in flight and returns the history so far.
+        The default optimizer is Adam (lr 1e-3) over the trainable parameters (`trainable_parameters`).
+        `resume_from`: a file written by `Checkpoint`; training goes on after its epoch exactly as an
+        uninterrupted run would (`cifarkit.resume.restore` checks it first; `trust_checkpoint=True`
+        unpickles a file of your own that the safe path refuses). An interruption (Ctrl-C, the
+        notebook's stop button) ends training after the batch in flight and returns the history so far.
         """
         _check_fit_arguments(train_loader, resume_from, trust_checkpoint)
-        self.channels_last = devices.use_channels_last(self.precision, self.device, model, self.requested_channels_last)
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
-                              else torch.preserve_format)
-        self.optimizer, self.scheduler = _optimizer_for(model, optimizer), scheduler
-        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
-        self.train_loader, self.val_loader = train_loader, val_loader
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "16-mixed" else None
-        self.history = History(meta={"device": devices.describe(self.device, self.precision),
-                                     "precision": self.precision, "data": getattr(train_loader, "tag", None)})
-        self.epoch, self.interrupted, self.should_stop, self._hooks = 0, False, False, {}
+        self._prepare(model, train_loader, val_loader, optimizer, loss_fn, scheduler)
         if resume_from is not None:
-            from .resume import restore
-            restore(self, resume_from, trust_checkpoint)
+            restore(self, resume_from, trust_checkpoint)  # cifarkit.resume: the epoch, weights, RNGs...
         self._emit("on_fit_start")
         try:
             while self.epoch < self.max_epochs:
                 self.epoch += 1
                 self._emit("on_epoch_start")
-                record = self._run_epoch()
+                record = self._train_one_epoch()
+                record.update(self._validate())
                 self.history.append(record)  # callbacks may still add keys to `record`
                 self._emit("on_epoch_end", record)
                 if self.should_stop:
@@ -345,9 +258,22 @@ class Trainer:
         return self.history
 
     def checkpoint_state(self) -> dict:
-        """Everything needed to continue this run exactly: see `Checkpoint` and `cifarkit.resume`."""
-        from .resume import trainer_state
+        """Everything needed to continue this run exactly: see `cifarkit.resume`."""
         return trainer_state(self)
+
+    def _prepare(self, model, train_loader, val_loader, optimizer, loss_fn, scheduler) -> None:
+        """Put the model on the device (channels-last where it pays), choose the default optimizer
+        and loss, make the fp16 gradient scaler, and start an empty `History`."""
+        self.channels_last = devices.use_channels_last(self.precision, self.device, model, self.requested_channels_last)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
+                              else torch.preserve_format)
+        self.optimizer, self.scheduler = _optimizer_for(model, optimizer), scheduler
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "16-mixed" else None
+        self.history = History(meta={"device": devices.describe(self.device, self.precision),
+                                     "precision": self.precision, "data": getattr(train_loader, "tag", None)})
+        self.epoch, self.interrupted, self.should_stop, self._hooks = 0, False, False, {}
 
     def _emit(self, hook: str, *args) -> None:
         """Call `hook` (trainer, model, *args) on every callback that defines it, in `order` (the
@@ -358,45 +284,48 @@ class Trainer:
         for fn in self._hooks[hook]:
             fn(self, self.model, *args)
 
-    def _run_epoch(self) -> dict:
-        model, device = self.model, self.device
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-        n_seen = 0
+    def _train_one_epoch(self) -> dict:
+        """One pass over the training batches: a step per batch, the scheduler, the callbacks.
+        Loss and accuracy are summed on the device (`_RunningSums`) and read once, at the end."""
+        self.model.train()
+        sums = _RunningSums(self.device)
         per_batch = _steps_per_batch(self.scheduler, self.scheduler_interval)
         start = time.perf_counter()
-        for i, batch in enumerate(self.train_loader):
-            if self.limit_train_batches is not None and i >= self.limit_train_batches:
-                break
-            x, y = _to(batch, device)
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for i, (x, y) in enumerate(self._batches()):
             out, loss = self._step(x, y)
             if per_batch:
                 self.scheduler.step()
             self.batch, self.last_loss = i, loss.detach()
             self._emit("on_train_batch_end")
-            first_bad = torch.where(~torch.isfinite(self.last_loss) & (first_bad < 0), torch.as_tensor(i, device=device),
-                                    first_bad)
-            loss_sum += torch.nan_to_num(self.last_loss.float(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
-            correct += (out.detach().argmax(1) == y).sum()
-            n_seen += len(y)
+            sums.add(i, self.last_loss, out, y)
             if (i + 1) % self.sync_every == 0:
-                _check_finite(first_bad, self.epoch)
-        _check_finite(first_bad, self.epoch)
+                sums.check_finite(self.epoch)  # a host sync, every `sync_every` batches
+        sums.check_finite(self.epoch)
         seconds = time.perf_counter() - start
         if self.scheduler is not None and not per_batch:
             self.scheduler.step()
-        record = {"epoch": self.epoch, "train_loss": loss_sum.item() / max(n_seen, 1),
-                  "train_acc": correct.item() / max(n_seen, 1), "val_loss": None, "val_acc": None,
-                  "lr": self.optimizer.param_groups[0]["lr"],
-                  "seconds": seconds, "images_per_s": n_seen / seconds if seconds > 0 else float("nan")}
-        if self.val_loader is not None:
-            val = evaluate(model, self.val_loader, self.loss_fn, device=device, precision=self.precision)
-            record["val_loss"], record["val_acc"] = val["loss"], val["acc"]
-        return record
+        return {"epoch": self.epoch, "train_loss": sums.loss.item() / max(sums.n, 1),
+                "train_acc": sums.correct.item() / max(sums.n, 1), "val_loss": None, "val_acc": None,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": seconds, "images_per_s": sums.n / seconds if seconds > 0 else float("nan")}
+
+    def _batches(self):
+        """The epoch's training batches on the device (channels-last when chosen), at most
+        `limit_train_batches` of them."""
+        for i, batch in enumerate(self.train_loader):
+            if self.limit_train_batches is not None and i >= self.limit_train_batches:
+                return
+            x, y = _to(batch, self.device)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+    def _validate(self) -> dict:
+        """`evaluate` on the validation loader, as ``val_loss`` / ``val_acc`` (nothing without one)."""
+        if self.val_loader is None:
+            return {}
+        val = evaluate(self.model, self.val_loader, self.loss_fn, device=self.device, precision=self.precision)
+        return {"val_loss": val["loss"], "val_acc": val["acc"]}
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the batch `(x, y)`: forward and backward (scaled for fp16), in
@@ -439,13 +368,31 @@ def _steps_per_batch(scheduler, interval: str) -> bool:
     return isinstance(scheduler, STEP_SCHEDULERS) if interval == "auto" else interval == "step"
 
 
-def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
-    """A host sync: raise when a batch of `epoch` had a non-finite loss (`first_bad` >= 0)."""
-    bad = int(first_bad.item())
-    if bad >= 0:
-        raise NonFiniteLossError(
-            f"the training loss became non-finite (NaN or inf) at epoch {epoch}, batch {bad}. "
-            "Usual causes: a learning rate that is too high, fp16 overflow, or bad input data.")
+class _RunningSums:
+    """An epoch's loss and accuracy sums, kept on the device so no batch waits for the host, and the
+    first batch whose loss was not finite (-1: none yet)."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        self.n = 0
+
+    def add(self, i: int, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Count batch `i`: its `loss` (a non-finite one as 0, remembering `i`), its right answers."""
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, torch.as_tensor(i, device=self.first_bad.device), self.first_bad)
+        self.loss += torch.nan_to_num(loss.float(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
+        self.correct += (out.detach().argmax(1) == y).sum()
+        self.n += len(y)
+
+    def check_finite(self, epoch: int) -> None:
+        """A host sync: raise when a batch of `epoch` had a non-finite loss."""
+        bad = int(self.first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLossError(
+                f"the training loss became non-finite (NaN or inf) at epoch {epoch}, batch {bad}. "
+                "Usual causes: a learning rate that is too high, fp16 overflow, or bad input data.")
 
 
 def _check_fit_arguments(train_loader, resume_from, trust_checkpoint) -> None:
@@ -455,6 +402,15 @@ def _check_fit_arguments(train_loader, resume_from, trust_checkpoint) -> None:
         raise WrongTypeError(f"trust_checkpoint must be True or False, got {trust_checkpoint!r}")
     if len(train_loader) == 0:
         raise ValueError("train_loader yields no batches")
+
+
+def trainable_parameters(model: nn.Module) -> list:
+    """The parameters an optimizer should see: those with ``requires_grad=True``, in definition order.
+
+    Pass the result to the optimizer after freezing, e.g.
+    ``torch.optim.SGD(trainable_parameters(model), lr=0.1)``. Notebook 02 introduces it.
+    """
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _optimizer_for(model, optimizer):
@@ -471,5 +427,5 @@ def _optimizer_for(model, optimizer):
     return optimizer
 
 
-__all__ = ["Trainer", "History", "evaluate", "tta_logits", "Tester", "seed_everything", "NonFiniteLossError",
-           "Callback", "METRICS"]
+__all__ = ["Trainer", "History", "evaluate", "tta_logits", "trainable_parameters",
+           "NonFiniteLossError", "Callback", "METRICS"]

@@ -1,15 +1,7 @@
-"""Argument checks shared by the kit's public functions, so every one refuses bad input the same way.
-
-Each check returns the value (ints as plain `int`, numbers as `float`) or raises with a one-line
-message that names the argument, the accepted range and what was given:
-
-    >>> positive_number("grad_clip", -1, optional=True)
-    ValueError: grad_clip must be a positive number or None, got -1
-
-A value of the wrong type (a string, a float where an int is wanted, ``True`` for a count)
-raises `WrongTypeError`, which is both a `TypeError` and a `ValueError`, so code written against
-either keeps working. A value of the right type outside the range (including NaN and infinity)
-raises `ValueError`.
+"""Argument checks shared by the kit's public functions. Each returns the value (ints as `int`,
+numbers as `float`) or raises one line naming the argument, the accepted range and what was given,
+e.g. ``grad_clip must be a positive number or None, got -1``: `WrongTypeError` (a `TypeError` and a
+`ValueError`) for a wrong type, `ValueError` for a value outside the range, NaN and infinity included.
 """
 from __future__ import annotations
 

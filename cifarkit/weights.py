@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .files import DOWNLOAD_TIMEOUT_S, atomic_write, open_url, safe_load
+from .download import DOWNLOAD_TIMEOUT_S, open_url
+from .files import atomic_write, safe_load
 
 __all__ = ["WeightsUnavailableError", "DOWNLOAD_TIMEOUT_S", "imagenet_weights_path", "imagenet_state_dict",
            "read_state_dict", "apply_weights"]
@@ -77,7 +78,7 @@ def imagenet_weights_path(arch: str) -> Path:
 
 def _download(url: str, dst: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     """Download `url` to `dst` atomically (`files.atomic_write`), waiting at most `timeout` s for
-    any network step (`files.open_url`: name lookup, connection, each read).
+    any network step (`download.open_url`: name lookup, connection, each read).
 
     If the file name carries a hash prefix (torchvision's ``name-<sha256 prefix>.pth``), the
     download is checked against it. Raises an exception on any failure; leaves no partial file.

@@ -3,7 +3,7 @@
     python docs/soundness_review.py          # rewrite docs/soundness.md
     python docs/soundness_review.py --check  # exit 1 when docs/soundness.md is stale or has UNREVIEWED rows
 
-`REVIEW` maps a paragraph's key (``"NN cell-id hash"``, see `cifarkit.soundness.paragraph_key`) to
+`REVIEW` maps a paragraph's key (``"NN cell-id hash"``, see `cifarkit.course.soundness.paragraph_key`) to
 ``(kind, note)``: ``computed`` (the note names the cell that prints it), ``claim`` (the note names
 the claims), ``background``. A paragraph with a recorded marker is ``recorded`` without an entry.
 When a paragraph's text changes, its hash changes and it shows as UNREVIEWED in docs/soundness.md
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cifarkit.soundness import render_markdown, unreviewed  # noqa: E402
+from cifarkit.course.soundness import render_markdown, unreviewed  # noqa: E402
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 OUT = REPO / "docs" / "soundness.md"

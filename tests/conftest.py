@@ -78,14 +78,14 @@ BOOK_FIXTURES = Path(__file__).parent / "fixtures" / "book"
 def book_run(tmp_path_factory):
     """tests/fixtures/book (math, figures, claims, Colab badges; synthetic data) executed once by
     the runner: the small executed run of the book tests (a few seconds)."""
-    from cifarkit.runner import run_notebooks
+    from cifarkit.course.runner import run_notebooks
 
     return run_notebooks(BOOK_FIXTURES, out=tmp_path_factory.mktemp("book") / "run", progress=False).run_dir
 
 
 @pytest.fixture(scope="session")
 def book_site(book_run, tmp_path_factory):
-    """The book of `book_run` (a `cifarkit.book.Book`), built once."""
-    from cifarkit.book import build_book
+    """The book of `book_run` (a `cifarkit.course.book.Book`), built once."""
+    from cifarkit.course.book import build_book
 
     return build_book(book_run, tmp_path_factory.mktemp("book-site") / "site")

@@ -25,10 +25,14 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit.callbacks import Checkpoint, Lookahead, StopAfter, atomic_save
+from cifarkit.callbacks import StopAfter
+from cifarkit.files import atomic_save
+from cifarkit.optim import Lookahead
+from cifarkit.resume import Checkpoint
 from cifarkit.loader import FeatureLoader, TensorLoader, random_crop, random_cutout
 from cifarkit.models import ResNetForCifar
-from cifarkit.training import Tester, Trainer, evaluate, seed_everything, tta_logits
+from cifarkit.seeds import seed_everything
+from cifarkit.training import Trainer, evaluate, tta_logits
 from cifarkit.validation import WrongTypeError, integer, number_in, output_file, positive_number
 from cifarkit.weights import apply_weights
 
@@ -109,7 +113,6 @@ WRONG_NUMBERS = [
     *cases("TensorLoader", loader, "mean", (0.5, 0.5), (0.5, NAN, 0.5), 0.5),
     *cases("TensorLoader", loader, "std", (0.2, 0.0, 0.2), (-0.2, 0.2, 0.2), (0.2, INF, 0.2)),
     *cases("evaluate", evaluate_with, "tta_shift", -1, True, 1.5),
-    *cases("Tester", lambda **kw: Tester(loader(), **kw), "tta_shift", -2, True),
     *cases("tta_logits", lambda **kw: tta_logits(TinyNet(), torch.zeros(2, 3, 32, 32), **kw), "shift", 32, -1, True),
     *cases("random_crop", lambda **kw: random_crop(X[:4], generator=torch.Generator(), **kw), "padding", -1, 32, 1.5),
     *cases("random_cutout", lambda **kw: random_cutout(X[:4].float(), generator=torch.Generator(), **kw), "size",
@@ -393,17 +396,18 @@ HISTORY_FILES = {
 
 @pytest.mark.parametrize("make, words", HISTORY_FILES.values(), ids=HISTORY_FILES.keys())
 def test_bad_history_file_is_refused(make, words, tmp_path):
-    from cifarkit.training import History
+    from cifarkit.history_files import history_from_json
     path = make(tmp_path)
-    err = refused(lambda: History.from_json(path), str(path), folder=tmp_path)
+    err = refused(lambda: history_from_json(path), str(path), folder=tmp_path)
     assert words in str(err)
 
 
-@pytest.mark.parametrize("method", ["to_json", "to_csv"])
-def test_history_is_not_written_over_a_directory(method, tmp_path):
+@pytest.mark.parametrize("write", ["history_to_json", "history_to_csv"])
+def test_history_is_not_written_over_a_directory(write, tmp_path):
+    from cifarkit import history_files
     from cifarkit.training import History
     history = History([{"epoch": 1, "train_loss": 1.0}])
-    refused(lambda: getattr(history, method)(tmp_path), str(tmp_path), folder=tmp_path)
+    refused(lambda: getattr(history_files, write)(history, tmp_path), str(tmp_path), folder=tmp_path)
 
 
 # --------------------------------------------------------------------------- checkpoint targets

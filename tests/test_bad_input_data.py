@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from cifarkit import cli, data
+from cifarkit import data
+from cifarkit.course import cli
 from cifarkit.dataset import CifarData
 from cifarkit.synthetic import synthetic_cifar
 

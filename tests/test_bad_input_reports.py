@@ -17,10 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifarkit import cli
-from cifarkit.params import ParameterError
-from cifarkit.runner import _read_metrics, run_notebooks
-from cifarkit.summary import NotebookResult, render_summary_markdown, summary_dict
+from cifarkit.course import cli
+from cifarkit.course.params import ParameterError
+from cifarkit.course.runner import _read_metrics, run_notebooks
+from cifarkit.course.summary import NotebookResult, render_summary_markdown, summary_dict
 
 from test_runner import FIXTURE_SCHEMA, FIXTURES, write_notebook
 
@@ -387,7 +387,7 @@ BAD_NAMES = ["../escape", "a/b", "/tmp/abs", "..", ".hidden", "", "a\\b", "x\n",
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=[repr(n) for n in BAD_NAMES])
 def test_record_results_refuses_names_that_are_not_file_stems(tmp_path, monkeypatch, name):
-    from cifarkit.results import record_results
+    from cifarkit.course.results import record_results
 
     results = tmp_path / "results"
     monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(results))
@@ -399,7 +399,7 @@ def test_record_results_refuses_names_that_are_not_file_stems(tmp_path, monkeypa
 
 
 def test_record_results_refuses_claims_given_twice_and_non_dict_metrics(tmp_path, monkeypatch):
-    from cifarkit.results import record_results
+    from cifarkit.course.results import record_results
 
     monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path))
     claim = {"name": "a", "statement": "s", "verdict": "holds"}
@@ -427,7 +427,7 @@ def test_fixture_notebooks_need_their_schema_entries(tmp_path, monkeypatch):
 def test_resolve_profile_checks_injected_parameters_against_the_schema(override, name):
     """papermill injects values without the runner's check: the setup cell refuses them itself."""
     import cifarkit as ck
-    from cifarkit.params import ParameterError
+    from cifarkit.course.params import ParameterError
     with pytest.raises(ParameterError) as err:
         ck.resolve_profile("quick", {"quick": dict(epochs=2)}, verbose=False, **override)
     message = str(err.value)

@@ -112,7 +112,7 @@ def test_memory_cases_train_what_the_notebooks_full_profiles_say(monkeypatch):
     full = ck.notebook_profiles("07_speedrun")["full"]
     model, _, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == full["widths"] and loader_kw["batch_size"] == full["batch_size"]
-    # a change in a notebook's profile (cifarkit/course.py) reaches the benchmark
+    # a change in a notebook's profile (cifarkit/course/notebooks.py) reaches the benchmark
     monkeypatch.setattr(memory, "full_profile", lambda nb: dict(full, widths=(8, 16, 16), batch_size=64))
     model, optimizer, loader_kw = memory.CASES["07"][1](None)
     assert model.widths == (8, 16, 16) and loader_kw["batch_size"] == 64
@@ -383,7 +383,7 @@ def test_book_build_inputs(tmp_path):
     run = book_build.course_sources_run(tmp_path)
     shape = book_build.describe(run)
     assert shape["notebooks"] == 7 and shape["cells"] > 7 * 10 and shape["figures"] == 0
-    from cifarkit.summary import read_summary
+    from cifarkit.course.summary import read_summary
     assert [nb["executed"] for nb in read_summary(run / "summary.json")["notebooks"]][0] == "01_softmax_vs_logits.ipynb"
 
 

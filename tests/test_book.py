@@ -1,4 +1,4 @@
-"""Tests for cifarkit.book: the site of a small executed run (tests/fixtures/book, run once per
+"""Tests for cifarkit.course.book: the site of a small executed run (tests/fixtures/book, run once per
 session by the `book_run` fixture of conftest.py), its pages, and its one-line errors.
 
 The real-browser checks of the same site (console, requests, images, rendered math) are in
@@ -20,9 +20,9 @@ for _module in ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx_revealjs"):  #
 import nbformat
 import torch
 
-from cifarkit import book as ck_book
-from cifarkit.book import build_book, colab_url, external_references, run_case_rows
-from cifarkit.summary import SYNTHETIC_LABEL, read_summary
+from cifarkit.course import book as ck_book
+from cifarkit.course.book import build_book, colab_url, external_references, run_case_rows
+from cifarkit.course.summary import SYNTHETIC_LABEL, read_summary
 
 from test_cli import run_cli
 

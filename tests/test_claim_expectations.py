@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifarkit.claims import ELSEWHERE_SOURCE
+from cifarkit.course.claims import ELSEWHERE_SOURCE
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CLAIM_METHODS = {"greater", "above", "below", "not_testable"}

@@ -4,7 +4,7 @@ import math
 import pytest
 
 import cifarkit as ck
-from cifarkit.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, Claims, Estimate, RunCase
+from cifarkit.course.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, Claims, Estimate, RunCase
 
 
 def test_accuracy_standard_error_is_binomial_for_one_seed():

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from cifarkit import cli, data
+from cifarkit import data
+from cifarkit.course import cli
 
 from test_data import mini_release  # noqa: F401  (fixture)
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from cifarkit import devices, settings
+from cifarkit import devices, optim, settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,10 +21,10 @@ CARDS = [("T4", (7, 5), "16-mixed", torch.float16),
 @pytest.fixture
 def fresh_caches():
     devices.cpu_has_fast_bf16.cache_clear()
-    devices.fast_matmul_dtype.cache_clear()
+    optim.fast_matmul_dtype.cache_clear()
     yield
     devices.cpu_has_fast_bf16.cache_clear()
-    devices.fast_matmul_dtype.cache_clear()
+    optim.fast_matmul_dtype.cache_clear()
 
 
 @pytest.mark.parametrize("card, capability, precision, dtype", CARDS, ids=[c[0] for c in CARDS])
@@ -37,7 +37,7 @@ def test_gpu_precision_follows_the_compute_capability(monkeypatch, fresh_caches,
     cuda = torch.device("cuda")
     assert devices.resolve_precision("auto", cuda) == precision
     assert devices.resolve_precision(None, "cuda") == precision
-    assert devices.fast_matmul_dtype(cuda) is dtype
+    assert optim.fast_matmul_dtype(cuda) is dtype
     assert devices.resolve_precision("bf16", cuda) == "bf16-mixed", "an explicit choice is kept"
 
 
@@ -75,7 +75,7 @@ def test_cpu_bf16_answers_no_when_the_process_is_limited_to_avx2(monkeypatch, fr
     expected = True if fast is None else fast
     assert devices.cpu_has_fast_bf16() is expected
     assert devices.resolve_precision("auto", "cpu") == ("bf16-mixed" if expected else "32")
-    assert devices.fast_matmul_dtype("cpu") is (torch.bfloat16 if expected else torch.float32)
+    assert optim.fast_matmul_dtype("cpu") is (torch.bfloat16 if expected else torch.float32)
 
 
 def test_aten_capability_below_avx512_means_no_native_bf16(monkeypatch, fresh_caches):

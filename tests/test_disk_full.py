@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cifarkit import files
-from cifarkit.results import record_results
+from cifarkit.course.results import record_results
 
 
 class _FullDisk:

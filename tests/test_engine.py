@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from cifarkit import engine
-from cifarkit.engine import STATE_DIR, dependencies, declared_artifacts, usable_cores
+from cifarkit.course import engine
+from cifarkit.course.engine import STATE_DIR, dependencies, declared_artifacts, usable_cores
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups and /proc")
 
@@ -228,12 +228,12 @@ def _wait_for(paths, cli: "Cli | None" = None, timeout: float = 300) -> list[Pat
 # ---------------------------------------------------------------- declarations (no cluster)
 
 def test_the_course_notebooks_declare_what_they_make_and_need_as_course_names_them():
-    from cifarkit.course import FINETUNED, PROFILES
+    from cifarkit.course.notebooks import FINETUNED_CHECKPOINT, PROFILES
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     pruned = [f"resnet18_pruned{round(100 * a)}" for a in PROFILES["04_unpruning"]["quick"]["amounts"]]
-    assert declared_artifacts(notebooks[0]) == ((), (FINETUNED,))
-    assert declared_artifacts(REPO / "notebooks" / "03_pruning.ipynb") == ((FINETUNED,), tuple(pruned))
-    assert declared_artifacts(REPO / "notebooks" / "04_unpruning.ipynb") == ((FINETUNED, *pruned), ())
+    assert declared_artifacts(notebooks[0]) == ((), (FINETUNED_CHECKPOINT,))
+    assert declared_artifacts(REPO / "notebooks" / "03_pruning.ipynb") == ((FINETUNED_CHECKPOINT,), tuple(pruned))
+    assert declared_artifacts(REPO / "notebooks" / "04_unpruning.ipynb") == ((FINETUNED_CHECKPOINT, *pruned), ())
     deps = dependencies(notebooks)
     assert deps["03_pruning.ipynb"] == ["01_softmax_vs_logits.ipynb"]
     assert deps["04_unpruning.ipynb"] == ["01_softmax_vs_logits.ipynb", "03_pruning.ipynb"]
@@ -269,7 +269,7 @@ def test_engine_arguments_are_checked_before_anything_runs(tmp_path):
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch, capsys):
-    from cifarkit import cli
+    from cifarkit.course import cli
     monkeypatch.setattr(engine, "CONNECT_TIMEOUT_S", 2.0)
     notebook(tmp_path / "nbs", "01_a")
     assert cli.main(["run", "--notebooks", str(tmp_path / "nbs"), "--out", str(tmp_path / "run"),

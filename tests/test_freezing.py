@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from cifarkit.freezing import (FreezeSummary, count_parameters, freeze_initial, frozen_norm_layers,
-                               backward_ops, norm_output_spread, recalibrate_bn, set_frozen_bn_eval, time_train_steps, trainable_parameters,
-                               unfreeze_all)
+from cifarkit.course.lesson02 import backward_ops, frozen_norm_spread, norm_output_spread, time_train_steps
+from cifarkit.freezing import (FreezeSummary, count_parameters, freeze_initial, frozen_norm_layers, recalibrate_bn,
+                               set_frozen_bn_eval, trainable_parameters, unfreeze_all)
 
 from conftest import TinyNet
 
@@ -461,3 +461,12 @@ def test_norm_output_spread_counts_a_small_std_as_a_factor():
     x = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     spread = norm_output_spread(net, x)  # placeholder statistics: the std passes through
     assert spread["std_factor"] == pytest.approx(1 / (0.25 * x[:, 0].std().item()), rel=1e-3)
+
+
+def test_frozen_norm_spread_measures_only_the_layers_a_freeze_pins_and_leaves_the_model_alone():
+    net = TinyNet()
+    x = x4(3) * 3 + 1
+    first_half = frozen_norm_spread(net, x, 0.5)
+    assert first_half["layers"] == len(freeze_initial(TinyNet(), 0.5).eval_norm_layers) >= 1
+    assert first_half == norm_output_spread(net, x, freeze_initial(TinyNet(), 0.5).eval_norm_layers)
+    assert trainable_parameters(net) == list(net.parameters()), "the copy was frozen, not the model"

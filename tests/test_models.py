@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import Bottleneck
 
-import cifarkit.files as files
+import cifarkit.download as download
 import cifarkit.weights as weights
 from cifarkit.freezing import frozen_norm_layers, set_frozen_bn_eval, unfreeze, unfreeze_all
 from cifarkit.models import (GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottleneck,
@@ -130,10 +130,10 @@ def test_download_uses_timeout_checks_hash_and_leaves_no_partial_file(monkeypatc
         seen["timeout"] = timeout
         return FakeResponse(payload)
 
-    monkeypatch.setattr(files, "resolve_host",
+    monkeypatch.setattr(download, "resolve_host",
                         lambda host, timeout: seen.setdefault("host", host))
-    monkeypatch.setattr(files.urllib.request, "urlopen", fake_urlopen)
-    monkeypatch.setattr(files.urllib.request, "getproxies", lambda: {})
+    monkeypatch.setattr(download.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(download.urllib.request, "getproxies", lambda: {})
     good = tmp_path / f"net-{prefix}.pth"
     weights._download(f"https://example.invalid/{good.name}", good, timeout=7.0)
     assert good.read_bytes() == payload
@@ -147,7 +147,7 @@ def test_download_uses_timeout_checks_hash_and_leaves_no_partial_file(monkeypatc
     def failing(url, timeout=None):
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(files.urllib.request, "urlopen", failing)
+    monkeypatch.setattr(download.urllib.request, "urlopen", failing)
     with pytest.raises(TimeoutError):
         weights._download(f"https://example.invalid/{bad.name}", bad)
     assert os.listdir(bad.parent) == []
@@ -157,7 +157,7 @@ def test_stalled_name_lookup_is_cut_off(monkeypatch):
     monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: time.sleep(3))
     start = time.perf_counter()
     with pytest.raises(TimeoutError, match="example.invalid"):
-        files.resolve_host("example.invalid", 0.2)
+        download.resolve_host("example.invalid", 0.2)
     assert time.perf_counter() - start < 2
 
 

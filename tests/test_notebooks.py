@@ -2,6 +2,7 @@
 in `make test`, over the copies built by tests/nbval_prepare.py)."""
 import ast
 import importlib
+import pkgutil
 import re
 import sys
 import types
@@ -28,8 +29,10 @@ def python_source(cell) -> str:
 
 def kit_names() -> set:
     names = set(cifarkit.__all__)
-    for module in cifarkit._EXPORTS:
-        mod = importlib.import_module(f"cifarkit.{module}")
+    modules = [f"{package.__name__}.{info.name}" for package in (cifarkit, cifarkit.course)
+               for info in pkgutil.iter_modules(package.__path__) if not info.ispkg and info.name != "__main__"]
+    for module in modules:
+        mod = importlib.import_module(module)
         names |= {n for n, v in vars(mod).items() if not n.startswith("_") and callable(v)
                   and getattr(v, "__module__", "").startswith("cifarkit")}
     return names
@@ -72,14 +75,14 @@ def test_each_notebook_has_its_two_profiles_in_the_course_module(path):
 
 
 def test_every_profile_belongs_to_a_notebook_and_an_unknown_notebook_is_named():
-    assert set(cifarkit.course.PROFILES) == set(ids), "a profile without its notebook, or the reverse"
+    assert set(cifarkit.course.notebooks.PROFILES) == set(ids), "a profile without its notebook, or the reverse"
     with pytest.raises(ValueError, match="unknown notebook '99_x'.*adding-a-notebook"):
         cifarkit.notebook_profiles("99_x")
 
 
 def test_notebook_01s_recipe_is_the_one_notebooks_03_and_04_fall_back_on():
     for profile in ("quick", "full"):
-        recipe = cifarkit.course.FINETUNE[profile]
+        recipe = cifarkit.course.notebooks.FINETUNE[profile]
         first = cifarkit.notebook_profiles("01_softmax_vs_logits")[profile]
         assert {k: first[k] for k in recipe} == recipe, "notebook 01 trains with FINETUNE"
         for later in ("03_pruning", "04_unpruning"):
@@ -93,7 +96,7 @@ def test_setup_names_the_notebook_and_copies_the_profile(tmp_path, monkeypatch, 
     assert cfg.notebook == "03_pruning" and cfg.epochs == 1 and cfg.name == "quick"
     assert "(profile 'full': " in capsys.readouterr().out, "the other profile is printed too"
     cfg.finetune["epochs"] = 99  # a notebook changing its settings changes nobody else's
-    assert cifarkit.course.FINETUNE["quick"]["epochs"] == 3
+    assert cifarkit.course.notebooks.FINETUNE["quick"]["epochs"] == 3
     assert cifarkit.artifact(cfg, "m") == tmp_path / "artifacts" / "m_quick.pt"
     monkeypatch.delenv("CIFARKIT_NOTEBOOK", raising=False)
     path = cifarkit.record_results({"acc": 0.5}, cfg)

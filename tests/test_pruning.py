@@ -379,7 +379,7 @@ def test_reports_render():
 
 def test_sparsity_tracker_with_the_real_trainer_and_resume(tmp_path):
     training = pytest.importorskip("cifarkit.training")
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     from cifarkit.loader import TensorLoader
 
     g = torch.Generator().manual_seed(0)
@@ -429,3 +429,21 @@ def test_resnet18_imagenet_stem_wastes_most_of_layer4_on_cifar():
     assert 0.6 < imagenet["fraction"] < 0.64          # about 62% of conv + linear weights
     assert imagenet["per_layer"]["body.layer4.1.conv2"][0] == 512 * 512 * 8
     assert cifar["unseen"] == 0
+
+
+def test_unseen_share_is_the_share_of_removed_weights_that_only_read_padding():
+    import torch.nn as nn
+    import torch.nn.utils.prune as prune
+
+    from cifarkit.course.lesson03 import unseen_share
+    from cifarkit.pruning import unseen_weights
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(1, 2))
+    masks = {"0": unseen_weights(model, image_size=1, channels=1)["masks"]["0"]}  # 8 of the 9 taps read padding
+    mask = torch.zeros(1, 1, 3, 3)
+    mask[0, 0, 0, 0] = 1.0  # keep one corner tap (unseen); remove the other eight, the centre among them
+    prune.custom_from_mask(model[0], "weight", mask)
+    assert unseen_share(model, masks) == pytest.approx(7 / 8)
+    prune.remove(model[0], "weight")
+    prune.custom_from_mask(model[0], "weight", torch.ones(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="remove no weight"):
+        unseen_share(model, masks)

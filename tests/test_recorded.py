@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cifarkit import recorded
-from cifarkit.recorded import Records, claim_value, render, spans, stale_spans, update_notebooks, update_text
+from cifarkit.course import recorded
+from cifarkit.course.recorded import Records, claim_value, render, spans, stale_spans, update_notebooks, update_text
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -102,7 +102,7 @@ def test_update_text_rewrites_only_the_marked_span():
 def test_the_notebooks_recorded_sentences_match_the_records():
     assert sum(len(spans(json.dumps(json.loads(p.read_text())))) for p in NOTEBOOKS) >= 7
     stale = stale_spans(NOTEBOOKS)
-    assert not stale, "recorded sentences out of date (run `python -m cifarkit.recorded`):\n" + "\n".join(stale)
+    assert not stale, "recorded sentences out of date (run `python -m cifarkit.course.recorded`):\n" + "\n".join(stale)
 
 
 def test_an_out_of_date_sentence_fails_and_update_fixes_it(tmp_path):

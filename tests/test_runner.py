@@ -1,4 +1,4 @@
-"""Tests for cifarkit.runner (papermill runs of the fixture notebooks).
+"""Tests for cifarkit.course.runner (papermill runs of the fixture notebooks).
 
 The fixture notebooks in tests/fixtures/notebooks run on the venv's
 ``python3`` kernel (jupyter_client starts it with the venv interpreter), so
@@ -19,11 +19,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifarkit import params as ck_params
-from cifarkit.params import SCHEMA, Bool, Float, Int, ListOf, Str, check_parameters
-from cifarkit.notebook_params import ParameterError, list_notebooks, notebook_parameters, parse_cli_parameters
-from cifarkit.runner import RunResult, _prepare_out_dir, format_failures, main_run, new_run_dir, run_notebooks
-from cifarkit.summary import SYNTHETIC_LABEL, NotebookResult
+from cifarkit.course import params as ck_params
+from cifarkit.course.params import SCHEMA, Bool, Float, Int, ListOf, Str, check_parameters
+from cifarkit.course.notebook_params import ParameterError, list_notebooks, notebook_parameters, parse_cli_parameters
+from cifarkit.course.runner import RunResult, _prepare_out_dir, format_failures, main_run, new_run_dir, run_notebooks
+from cifarkit.course.summary import SYNTHETIC_LABEL, NotebookResult
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 REAL_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -411,10 +411,10 @@ def test_every_course_notebook_parameter_is_in_the_schema_and_its_default_fits()
     for nb_name, nb_specs in specs.items():
         assert {"profile", "data_source", "epochs", "seed"} <= nb_specs.keys(), nb_name
         for name, spec in nb_specs.items():
-            assert name in SCHEMA, f"{nb_name}: parameter {name!r} missing from cifarkit/params.py"
+            assert name in SCHEMA, f"{nb_name}: parameter {name!r} missing from cifarkit/course/params.py"
             default = ast.literal_eval(spec.default)
             assert SCHEMA[name].fits(default), f"{nb_name}: default {name} = {spec.default}"
-    from cifarkit.notebook_params import schema_problems
+    from cifarkit.course.notebook_params import schema_problems
     assert schema_problems(specs) == []
 
 
@@ -464,7 +464,7 @@ def test_run_refuses_notebooks_whose_parameters_the_schema_lacks(tmp_path, monke
     with pytest.raises(ParameterError) as info:
         run_notebooks(FIXTURES, only=["01"], progress=False)  # n_points is not in the kit's schema
     message = str(info.value)
-    assert "01_passing.ipynb declares parameter 'n_points'" in message and "cifarkit/params.py" in message
+    assert "01_passing.ipynb declares parameter 'n_points'" in message and "cifarkit/course/params.py" in message
     assert not (tmp_path / "runs").exists()
 
 
@@ -545,7 +545,7 @@ def test_one_kernel_environment_per_run_and_clean_output(tmp_path, monkeypatch, 
 
 def test_network_probe_rules(monkeypatch):
     from cifarkit import data
-    from cifarkit.runner import _probe_network
+    from cifarkit.course.runner import _probe_network
 
     monkeypatch.setattr(data, "network_available", lambda: True, raising=False)
     assert _probe_network() == "1"
@@ -566,7 +566,7 @@ def test_fixture_run_writes_no_progress_bar_off_a_terminal(run):
 
 def test_notebooks_without_auto_data_are_not_probed(run, monkeypatch):
     # the fixtures declare no data_source: the run above never imported cifarkit.data for a probe
-    from cifarkit.runner import _wants_auto_data
+    from cifarkit.course.runner import _wants_auto_data
     specs = notebook_parameters(list_notebooks(FIXTURES))
     assert not _wants_auto_data(specs, {name: {} for name in specs})
     real = notebook_parameters(list_notebooks(REAL_NOTEBOOKS, ["01"]))
@@ -598,8 +598,8 @@ CLAIMS = [
 
 
 def _report_for(metrics_by_name, tmp_path):
-    from cifarkit.runner import _read_metrics
-    from cifarkit.summary import summary_dict, render_summary_markdown
+    from cifarkit.course.runner import _read_metrics
+    from cifarkit.course.summary import summary_dict, render_summary_markdown
 
     nbs = []
     for name in metrics_by_name:
@@ -611,7 +611,7 @@ def _report_for(metrics_by_name, tmp_path):
 
 
 def test_record_results_stores_checked_claims_and_the_report_shows_verdicts(tmp_path, monkeypatch, capsys):
-    from cifarkit.results import record_results
+    from cifarkit.course.results import record_results
 
     monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path))
     path = record_results("01_demo", {"final_acc": 0.5}, claims=CLAIMS)
@@ -650,7 +650,7 @@ def test_record_results_stores_checked_claims_and_the_report_shows_verdicts(tmp_
     ({"name": "a"}, "record_results claims must be a list of claims, got dict"),
 ])
 def test_record_results_refuses_bad_claims(tmp_path, monkeypatch, claims, message):
-    from cifarkit.results import record_results
+    from cifarkit.course.results import record_results
 
     monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path))
     with pytest.raises((TypeError, ValueError), match=re.escape(message)):
@@ -672,8 +672,8 @@ def test_malformed_claims_in_a_metrics_file_are_reported_not_fatal(tmp_path):
 
 def test_record_results_takes_a_claims_table(tmp_path, monkeypatch):
     """What notebook 01 does: ``record_results(..., claims=claims)`` with a `ck.Claims`."""
-    from cifarkit.claims import Claims, Estimate, RunCase
-    from cifarkit.results import record_results
+    from cifarkit.course.claims import Claims, Estimate, RunCase
+    from cifarkit.course.results import record_results
 
     monkeypatch.setenv("CIFARKIT_RESULTS_DIR", str(tmp_path))
     claims = Claims(RunCase(data="synthetic"))
@@ -739,8 +739,8 @@ def test_a_changed_parameter_gives_a_finding_and_a_broken_invariant_still_fails(
 
 
 def test_statuses_ok_differs_failed_in_the_summary_and_the_sweep_tables():
-    from cifarkit.summary import check_summary, notebook_status, ran, status_label
-    from cifarkit.sweep import _cell, claims_table
+    from cifarkit.course.summary import check_summary, notebook_status, ran, status_label
+    from cifarkit.course.sweep import _cell, claims_table
 
     differs = {"course_case": {"sized": False, "differs": ["lesson"]}}
     assert notebook_status(None, differs) == "differs" and notebook_status(None, {"acc": 1}) == "ok"

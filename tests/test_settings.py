@@ -1,12 +1,13 @@
 """The runtime helpers: settings from the environment, `in_kernel`, `eval_mode`, atomic writes and
-bounded downloads (`cifarkit.files`)."""
+bounded downloads (`cifarkit.download`)."""
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from cifarkit import files, runtime, settings
+from cifarkit import download, files, runtime, settings
+from cifarkit.course import settings as course_settings
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -49,18 +50,18 @@ def test_paths_and_profile_follow_the_environment(monkeypatch, tmp_path):
     assert settings.data_dir() == Path.home() / "cifar-here"
     monkeypatch.setenv(settings.DATA_ENV, "")
     assert settings.data_dir() is None
-    monkeypatch.setenv(settings.RESULTS_DIR_ENV, str(tmp_path / "run"))
-    assert settings.results_dir() == tmp_path / "run"
-    monkeypatch.delenv(settings.RESULTS_DIR_ENV)
-    assert settings.results_dir() == Path("results")
-    monkeypatch.delenv(settings.ARTIFACTS_ENV, raising=False)
-    assert settings.artifacts_dir() is None
-    monkeypatch.setenv(settings.ARTIFACTS_ENV, str(tmp_path / "a"))
-    assert settings.artifacts_dir() == tmp_path / "a"
-    monkeypatch.setenv(settings.PROFILE_ENV, "")
-    assert settings.profile() is None
-    monkeypatch.setenv(settings.PROFILE_ENV, "full")
-    assert settings.profile() == "full"
+    monkeypatch.setenv(course_settings.RESULTS_DIR_ENV, str(tmp_path / "run"))
+    assert course_settings.results_dir() == tmp_path / "run"
+    monkeypatch.delenv(course_settings.RESULTS_DIR_ENV)
+    assert course_settings.results_dir() == Path("results")
+    monkeypatch.delenv(course_settings.ARTIFACTS_ENV, raising=False)
+    assert course_settings.artifacts_dir() is None
+    monkeypatch.setenv(course_settings.ARTIFACTS_ENV, str(tmp_path / "a"))
+    assert course_settings.artifacts_dir() == tmp_path / "a"
+    monkeypatch.setenv(course_settings.PROFILE_ENV, "")
+    assert course_settings.profile() is None
+    monkeypatch.setenv(course_settings.PROFILE_ENV, "full")
+    assert course_settings.profile() == "full"
 
 
 # --- runtime -------------------------------------------------------------------------------------
@@ -117,18 +118,18 @@ def test_atomic_write_keeps_the_old_file_and_no_temp_when_the_body_raises(tmp_pa
 
 def test_open_url_bounds_the_lookup_and_passes_the_timeout(monkeypatch):
     seen = []
-    monkeypatch.setattr(files, "resolve_host", lambda host, timeout: seen.append(("lookup", host, timeout)))
-    monkeypatch.setattr(files.urllib.request, "urlopen",
+    monkeypatch.setattr(download, "resolve_host", lambda host, timeout: seen.append(("lookup", host, timeout)))
+    monkeypatch.setattr(download.urllib.request, "urlopen",
                         lambda request, timeout: seen.append(("open", request.full_url, timeout)) or "response")
-    monkeypatch.setattr(files.urllib.request, "getproxies", lambda: {})
-    assert files.open_url("https://example.invalid/x.pth", 3.0) == "response"
+    monkeypatch.setattr(download.urllib.request, "getproxies", lambda: {})
+    assert download.open_url("https://example.invalid/x.pth", 3.0) == "response"
     assert seen == [("lookup", "example.invalid", 3.0), ("open", "https://example.invalid/x.pth", 3.0)]
     seen.clear()
-    monkeypatch.setattr(files.urllib.request, "getproxies", lambda: {"https": "http://proxy:3128"})
-    files.open_url("https://example.invalid/x.pth")
-    assert seen == [("open", "https://example.invalid/x.pth", files.DOWNLOAD_TIMEOUT_S)]  # the proxy resolves
+    monkeypatch.setattr(download.urllib.request, "getproxies", lambda: {"https": "http://proxy:3128"})
+    download.open_url("https://example.invalid/x.pth")
+    assert seen == [("open", "https://example.invalid/x.pth", download.DOWNLOAD_TIMEOUT_S)]  # the proxy resolves
 
 
 def test_the_data_and_weights_downloads_share_one_timeout():
     from cifarkit import data, weights
-    assert data.DOWNLOAD_TIMEOUT_S is files.DOWNLOAD_TIMEOUT_S is weights.DOWNLOAD_TIMEOUT_S
+    assert data.DOWNLOAD_TIMEOUT_S is download.DOWNLOAD_TIMEOUT_S is weights.DOWNLOAD_TIMEOUT_S

@@ -1,4 +1,4 @@
-"""Tests for cifarkit.slides: decks built from a real run of the fixture notebooks."""
+"""Tests for cifarkit.course.slides: decks built from a real run of the fixture notebooks."""
 from __future__ import annotations
 
 import base64
@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from cifarkit.runner import run_notebooks
-from cifarkit.slides import build_slides, overview_notebook, prepare_for_slides
+from cifarkit.course.runner import run_notebooks
+from cifarkit.course.slides import build_slides, overview_notebook, prepare_for_slides
 
 from test_runner import FIXTURE_SCHEMA
 
@@ -221,7 +221,7 @@ def test_overview_shows_every_notebooks_verdict_table(built, tmp_path):
 
 
 def test_overview_header_is_the_summary_table(built):
-    from cifarkit.summary import read_summary, run_table_markdown
+    from cifarkit.course.summary import read_summary, run_table_markdown
 
     summary = read_summary(built["result"].summary_json)
     nb = overview_notebook(built["result"].run_dir)

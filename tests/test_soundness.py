@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from cifarkit.soundness import UNREVIEWED, classify, paragraph_key, paragraphs, render_markdown, unreviewed
+from cifarkit.course.soundness import UNREVIEWED, classify, paragraph_key, paragraphs, render_markdown, unreviewed
 from conftest import REPO
 
 

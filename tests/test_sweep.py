@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from cifarkit.notebook_params import ParameterError, list_notebooks, notebook_parameters, parse_cli_sweep, \
+from cifarkit.course.notebook_params import ParameterError, list_notebooks, notebook_parameters, parse_cli_sweep, \
     split_top_level
-from cifarkit.sweep import combination_folders, combination_label, combinations, run_sweep, swept_names
+from cifarkit.course.sweep import combination_folders, combination_label, combinations, run_sweep, swept_names
 from conftest import REPO
 
 

@@ -10,10 +10,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifarkit.callbacks import Callback, Lookahead, StopAfter, atomic_save
+from cifarkit.callbacks import Callback, StopAfter
+from cifarkit.files import atomic_save
+from cifarkit.optim import Lookahead
 from cifarkit.loader import TensorLoader
-from cifarkit.training import (History, NonFiniteLossError, Tester, Trainer, evaluate, seed_everything,
-                               tta_logits)
+from cifarkit.history_files import history_from_json, history_to_csv, history_to_json
+from cifarkit.seeds import seed_everything
+from cifarkit.training import History, NonFiniteLossError, Trainer, evaluate, tta_logits
 
 from conftest import REPO, random_images, tiny_cnn
 
@@ -135,19 +138,13 @@ def test_keyboard_interrupt_returns_finished_epochs():
 def test_history_round_trips_json_and_csv(tmp_path):
     h = History([{"epoch": 1, "train_loss": 2.0, "val_acc": 0.3}, {"epoch": 2, "train_loss": 1.5, "val_acc": 0.4}],
                 meta={"data": "x"})
-    back = History.from_json(h.to_json(tmp_path / "h.json"))
+    back = history_from_json(history_to_json(h, tmp_path / "h.json"))
     assert back.records == h.records and back.meta == {"data": "x"}
-    lines = h.to_csv(tmp_path / "h.csv").read_text().splitlines()
+    lines = history_to_csv(h, tmp_path / "h.csv").read_text().splitlines()
     assert lines[0] == "epoch,train_loss,val_acc" and lines[2] == "2,1.5,0.4"
     assert h.to_dict()["val_acc"] == [0.3, 0.4]
     with pytest.raises(KeyError):
         h["nope"]
-
-
-def test_tester_wraps_evaluate():
-    _, val = loaders()
-    model = tiny_cnn()
-    assert Tester(val, precision="32").test(model) == evaluate(model, val, precision="32")
 
 
 def test_atomic_save_keeps_old_file_when_write_fails(tmp_path):
@@ -235,7 +232,7 @@ class Counter(Callback):
 
 
 def test_callback_states_find_their_owner_when_callbacks_change_between_runs(tmp_path):
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     train, val = loaders(n=64)
     first, second = Counter(), Counter()
     second.epochs = 10
@@ -336,7 +333,6 @@ def test_evaluate_with_shift_tta_covers_every_image():
     plain = evaluate(model, val, precision="32")
     shifted = evaluate(model, val, precision="32", tta_flip=True, tta_shift=2)
     assert shifted["n"] == plain["n"] == 64 and shifted["loss"] != plain["loss"]
-    assert Tester(val, precision="32", tta_flip=True, tta_shift=2).test(model) == shifted
 
 
 def test_every_optimizer_step_reaches_on_train_batch_end():
@@ -435,7 +431,7 @@ def test_resume_loads_safely_both_layouts_and_restores_every_random_state(tmp_pa
     import random as pyrandom
 
     import numpy as np
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
     train, val = loaders(n=64)
     path = tmp_path / "ck.pt"
     Trainer(2, precision="32", progress=False, log=False, callbacks=[Checkpoint(path)]).fit(tiny_cnn(), train, val)
@@ -454,7 +450,7 @@ def test_resume_loads_safely_both_layouts_and_restores_every_random_state(tmp_pa
 def test_a_checkpoint_the_safe_path_refuses_needs_the_explicit_opt_in(tmp_path):
     from fractions import Fraction
 
-    from cifarkit.callbacks import Checkpoint
+    from cifarkit.resume import Checkpoint
 
     class Noted(Counter):
         def state_dict(self):  # a class the safe loader does not know
@@ -557,7 +553,7 @@ def test_micro_batch_must_be_a_positive_int():
 
 
 def test_progressive_resize_trains_the_listed_epochs_on_smaller_images_and_restores_the_size():
-    from cifarkit.callbacks import ProgressiveResize
+    from cifarkit.loader import ProgressiveResize
 
     seen = []
 

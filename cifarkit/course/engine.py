@@ -2,7 +2,7 @@
 ``--scheduler ADDRESS`` (a cluster that is already running), one run folder or many (a sweep).
 
 The entry point is :func:`run_batch`: a list of runs, each a folder and its parameters, executed
-by Dask workers; every run folder gets the report `cifarkit.runner.run_notebooks` writes (the same
+by Dask workers; every run folder gets the report `cifarkit.course.runner.run_notebooks` writes (the same
 ``summary.json``, ``summary.md`` and figures), in which each notebook names the worker that ran it.
 Without ``workers`` and ``scheduler`` it is `run_notebooks`, one run after another, unchanged.
 
@@ -22,7 +22,7 @@ the moment its task ends, so a worker lost later costs nothing.
 
 Threads
 -------
-Each notebook runs in its own process (``python -m cifarkit.engine JOB``, which runs papermill and
+Each notebook runs in its own process (``python -m cifarkit.course.engine JOB``, which runs papermill and
 its kernel). Its kernel is told its share of its machine's cores through ``OMP_NUM_THREADS``,
 ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` (torch reads the first): the usable cores divided
 by the task slots (worker threads) on that host, at least 1. ``--workers N`` makes N single-thread
@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .files import atomic_write_text
+from ..files import atomic_write_text
 from .notebook_params import plan_parameters
 from .params import SCHEMA, Spec
 from .runner import (OFFLINE_LINE, RunResult, _check_kernels, _one_line, _prepare_out_dir,
@@ -305,7 +305,7 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
            "kernel_name": spec.get("kernel_name"), "reply": base + ".reply.json", "parent": os.getpid()}
     atomic_write_text(base + ".job.json", json.dumps(job))
     with open(base + ".log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.engine", base + ".job.json"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cifarkit.course.engine", base + ".job.json"], env=env,
                                 cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         stopped = _supervise(proc, spec.get("time_limit"), state / CANCEL_FILE, Path(job["reply"]))
@@ -352,7 +352,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cifarkit.engine JOB.json``: execute one notebook as `run_task` asked (the
+    """``python -m cifarkit.course.engine JOB.json``: execute one notebook as `run_task` asked (the
     kernel environment is this process's), move its executed copy into place, write the answer."""
     argv = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
@@ -562,7 +562,7 @@ def run_batch(notebooks_dir: str | os.PathLike, runs: Sequence[tuple[str | os.Pa
               time_limit: float | None = None, progress: bool = True,
               labels: Sequence[str] | None = None) -> list[RunResult]:
     """Run the selected notebooks once per run, each run a ``(folder, parameters)`` pair; return
-    one :class:`~cifarkit.runner.RunResult` per run, in order.
+    one :class:`~cifarkit.course.runner.RunResult` per run, in order.
 
     Every folder must be new or empty, and gets what `run_notebooks` writes into its run directory.
     With `workers` (a LocalCluster of that many single-thread worker processes on 127.0.0.1) or

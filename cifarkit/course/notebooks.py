@@ -9,7 +9,7 @@ A notebook's setup cell is one call::
 resolves the chosen one with `resolve_profile` (parameters override it; the seed, device and
 precision are resolved) and remembers which notebook is running, so that
 ``ck.record_results(metrics, cfg)`` writes ``<notebook>.metrics.json`` (the file the runner reads)
-and ``artifact(cfg, FINETUNED)`` names a checkpoint the same way in every notebook.
+and ``artifact(cfg, FINETUNED_CHECKPOINT)`` names a checkpoint the same way in every notebook.
 
 Notebook 01 fine-tunes the ResNet-18 that notebooks 03 and 04 prune: its recipe is `FINETUNE`, and
 `finetuned_resnet18` loads 01's checkpoint or, when 01 has not run with this results folder,
@@ -42,7 +42,7 @@ FINETUNE = {
 ABLATION_BLOCKS = ("layer1.2", "layer2.5", "layer3.10", "layer3.20", "layer3.30")
 
 #: the checkpoint of notebook 01's logits model, which notebooks 03 and 04 prune
-FINETUNED = "resnet18_logits"
+FINETUNED_CHECKPOINT = "resnet18_logits"
 
 #: the seeds of the lessons sweep (bench/lessons.py, seeds 0 to 4): with these, a profile's own
 #: settings and a data source of `SIZED_DATA`, a run is a case the course was sized for
@@ -115,8 +115,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     "06_gated_cnn": {
         # quick: few images, many passes (where memorising shows); with 2,000 images and 5 epochs the
         # original recipe ended ahead. 2,000 test images narrow the interval of the difference.
-        # float32: for a network this narrow it trained about twice as fast as bfloat16 autocast on
-        # our 2-core CPU.
+        # float32: for a network this narrow bfloat16 autocast gains nothing on a CPU (bench/results.md).
         "quick": dict(epochs=16, n_train=1000, n_test=2000, val_images=500, batch_size=64, widths=(8, 16, 32, 64, 64),
                       precision="32"),
         "full": dict(epochs=30, n_train=None, n_test=None, val_images=None, batch_size=128,
@@ -136,7 +135,7 @@ def notebook_profiles(notebook: str) -> dict[str, dict]:
     """The profiles of `notebook` (its file stem, e.g. ``"03_pruning"``): ``{"quick": ..., "full": ...}``."""
     if notebook not in PROFILES:
         raise ValueError(f"unknown notebook {notebook!r}: the course defines profiles for {', '.join(PROFILES)} "
-                         "(cifarkit/course.py; docs/adding-a-notebook.md says how to add one)")
+                         "(cifarkit/course/notebooks.py; docs/adding-a-notebook.md says how to add one)")
     return PROFILES[notebook]
 
 
@@ -145,7 +144,8 @@ def setup(notebook: str, profile: str, verbose: bool = True, **overrides) -> Pro
     parameters, None meaning "the profile's choice"), print the other profile for comparison, and
     return the settings with ``cfg.notebook`` set, which `record_results` and `artifact` use, and
     ``cfg.changed``, the settings the parameters changed (`changed_settings`), which `run_case`
-    names in the case and which make it a case the course was not sized for."""
+    names in the case and which make it a case the course was not sized for.
+    Notebook 01 introduces it."""
     profiles = notebook_profiles(notebook)
     cfg = resolve_profile(profile, copy.deepcopy(profiles), verbose=verbose, **overrides)  # nothing shared
     cfg["notebook"] = notebook
@@ -177,25 +177,28 @@ def changed_settings(profile: dict, cfg: dict, overrides: dict) -> dict[str, tup
 
 def artifact(cfg, name: str) -> Path:
     """The checkpoint `name` of this profile in the shared artifacts folder,
-    ``<artifacts>/<name>_<profile>.pt``: what one notebook saves and a later one loads."""
+    ``<artifacts>/<name>_<profile>.pt``: what one notebook saves and a later one loads.
+    Notebook 01 introduces it."""
     return artifacts_dir() / f"{name}_{cfg['name']}.pt"
 
 
 def pruned_artifact(cfg, amount: float) -> Path:
-    """Notebook 03's pruned, mask-held, retrained model at `amount` (a fraction), for notebook 04."""
+    """Notebook 03's pruned, mask-held, retrained model at `amount` (a fraction), for notebook 04.
+    Notebook 03 introduces it."""
     return artifact(cfg, f"resnet18_pruned{round(100 * amount)}")
 
 
 def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
     """Notebook 01's fine-tuned `ResNetForCifar` and where it came from: ``(model, "notebook 01")``
     when 01's checkpoint is in the artifacts folder, else ``(model, "fine-tuned here")``, trained
-    here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`."""
-    from .loader import TensorLoader
-    from .models import ResNetForCifar
-    from .plotting import Animator
-    from .training import Trainer
+    here with notebook 01's recipe ``cfg.finetune`` (`FINETUNE`), with live curves titled `title`.
+    Notebook 03 introduces it."""
+    from ..loader import TensorLoader
+    from ..models import ResNetForCifar
+    from ..plotting import Animator
+    from ..training import Trainer
 
-    checkpoint = artifact(cfg, FINETUNED)
+    checkpoint = artifact(cfg, FINETUNED_CHECKPOINT)
     if checkpoint.is_file():
         print(f"Loaded the model notebook 01 fine-tuned, from {checkpoint}")
         return ResNetForCifar(weights=checkpoint, stem="auto"), "notebook 01"  # the stem 01 used

@@ -23,7 +23,7 @@ runs on that data source.
 * ``accuracy KEY FIELD``: one field of a recorded full run in ``bench/accuracy_results.json``
   (``test_acc``, ``exact_first_1000_acc`` ... as a percentage, ``train_minutes`` in minutes).
 
-`update_notebooks` rewrites every marked span from the records (``python -m cifarkit.recorded``),
+`update_notebooks` rewrites every marked span from the records (``python -m cifarkit.course.recorded``),
 `stale_spans` lists the spans whose text differs from what the records render (``--check``;
 the test suite runs it), so a record that changes fails the tests until the notebooks follow it.
 """
@@ -296,7 +296,7 @@ def update_notebooks(paths: Iterable[str | Path], records: Records | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cifarkit.recorded [--check] [NOTEBOOK ...]``: update (or check) the recorded
+    """``python -m cifarkit.course.recorded [--check] [NOTEBOOK ...]``: update (or check) the recorded
     sentences of the notebooks (default: ``notebooks/*.ipynb`` of the repository)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in argv

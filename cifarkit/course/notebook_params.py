@@ -3,9 +3,9 @@
 `notebook_parameters` asks papermill which names and defaults each notebook's ``parameters``
 cell declares; `parse_cli_parameters` parses command-line values, `parse_cli_sweep` reads
 ``-p seed=0,1,2`` as a sweep (one value per comma-separated piece) and `plan_parameters` decides
-what each notebook gets. Values are checked against the parameter schema of `cifarkit.params`
+what each notebook gets. Values are checked against the parameter schema of `cifarkit.course.params`
 (type, range or choices, None allowed or not); a notebook parameter missing from the schema, or a
-notebook default that does not fit it, is an error. Used by `cifarkit.runner`.
+notebook default that does not fit it, is an error. Used by `cifarkit.course.runner`.
 """
 from __future__ import annotations
 
@@ -299,10 +299,10 @@ def parse_cli_parameters(items: Sequence[str] | None,
     ``inspect_notebook`` dict, or a plain ``{name: default value}``; ``None``
     skips name checks.
 
-    A name in ``schema`` (default: :data:`cifarkit.params.SCHEMA`) is read
+    A name in ``schema`` (default: :data:`cifarkit.course.params.SCHEMA`) is read
     and checked by its schema entry (``none``/``null``, ``true``/``false``, a
     Python literal or JSON, else the plain text; see
-    :meth:`cifarkit.params.Spec.parse`), so ``epochs=abc``, ``epochs=0`` or
+    :meth:`cifarkit.course.params.Spec.parse`), so ``epochs=abc``, ``epochs=0`` or
     ``data_source=bogus`` fail here with a message saying what is accepted.
     Any other name is parsed with the type of the notebook default:
 
@@ -443,7 +443,7 @@ def schema_problems(specs: Mapping[str, Mapping[str, ParamSpec]],
         for name, spec in nb_specs.items():
             if name not in schema:
                 problems.append(f"{nb_name} declares parameter {name!r}, which the parameter schema "
-                                "(cifarkit/params.py) does not list; add an entry for it there")
+                                "(cifarkit/course/params.py) does not list; add an entry for it there")
                 continue
             try:
                 default = ast.literal_eval(spec.default)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from . import settings
-from .files import atomic_write_text
+from ..files import atomic_write_text
 from .summary import check_claims
 
 #: What `record_results` accepts as a name: a plain file stem, no folders, no "..".
@@ -62,15 +62,16 @@ def record_results(name, metrics=None, cfg=None, data=None, claims=None) -> Path
     Elsewhere name the file: ``record_results("03_pruning", metrics, cfg, ...)``; the name must be a
     plain file stem (ValueError otherwise: nothing is written outside the results folder).
     `claims` is the notebook's lesson as verdicts: a list of dicts (or objects with ``to_dict()``)
-    with ``name``, ``statement``, ``verdict`` (one of `cifarkit.claims.VERDICTS`), ``case``,
+    with ``name``, ``statement``, ``verdict`` (one of `cifarkit.course.claims.VERDICTS`), ``case``,
     ``evidence`` and ``reason``; they are checked and stored under ``"claims"``, which the run
     report turns into verdict tables. A `cifarkit.Claims` table also records its case under
     ``"course_case"``: the case in words, whether the course was sized for it (`RunCase.sized`),
     its changes and the claims that came out differently from the course (in a case it was not
     sized for the run reports the notebook as "differs", not failed). The file is written atomically (`cifarkit.files.atomic_write`):
     a kill leaves the old file or the new one, and a full disk raises one line naming it.
+    Notebook 01 introduces it.
     """
-    from . import devices
+    from .. import devices
 
     if isinstance(name, dict) and (metrics is None or hasattr(metrics, "get")):  # (metrics, cfg, ...)
         name, metrics, cfg = None, name, metrics if cfg is None else cfg

@@ -1,7 +1,7 @@
 """Turn a notebook run into reveal.js slide decks.
 
 :func:`build_slides` reads a run directory written by
-:func:`cifarkit.runner.run_notebooks` and writes, into
+:func:`cifarkit.course.runner.run_notebooks` and writes, into
 ``<out_dir>/<run name>/``:
 
 * ``<stem>.slides.html``: one deck per executed notebook, made with
@@ -10,7 +10,7 @@
 * ``overview.slides.html``: one deck with the run summary, a table of the
   notebooks, each notebook's metrics and every extracted figure, the PNGs
   embedded as base64 so the file is self-contained, and every notebook's
-  verdict table (the claims it recorded, see `cifarkit.summary`).
+  verdict table (the claims it recorded, see `cifarkit.course.summary`).
 
 Only files inside the run directory are read: a figure or executed notebook
 named in ``summary.json`` that resolves (symlinks included) outside it is
@@ -226,7 +226,7 @@ def overview_notebook(run_dir: str | os.PathLike, summary: Mapping[str, Any] | N
     data marked, timing, status), a table of notebooks with the verdict
     counts, then one slide per notebook with its verdict table and metrics,
     and one sub-slide per figure. Figures are embedded as base64 PNG outputs.
-    The tables are the ones of ``summary.md`` (`cifarkit.summary`).
+    The tables are the ones of ``summary.md`` (`cifarkit.course.summary`).
     """
     import nbformat
 
@@ -320,7 +320,7 @@ def build_slides(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "slide
     ``reveal_url_prefix`` overrides where reveal.js is loaded from (default:
     nbconvert's CDN URL), e.g. ``"reveal.js"`` for a local copy next to the
     decks. ``exporter_options`` are further settings of nbconvert's
-    ``SlidesExporter`` (`cifarkit.book` passes a template and a
+    ``SlidesExporter`` (`cifarkit.course.book` passes a template and a
     preprocessor that make decks which load nothing from the network).
     """
     run_dir = Path(run_dir)

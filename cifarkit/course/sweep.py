@@ -2,8 +2,8 @@
 
     python -m cifarkit run -p seed=0,1,2 -p data_source=synthetic,cifar10-unverified --workers 2
 
-expands into 3 x 2 = 6 executions of every selected notebook (`cifarkit.notebook_params.
-parse_cli_sweep` reads the commas), run by `cifarkit.engine.run_batch` (on Dask with ``--workers``
+expands into 3 x 2 = 6 executions of every selected notebook (`cifarkit.course.notebook_params.
+parse_cli_sweep` reads the commas), run by `cifarkit.course.engine.run_batch` (on Dask with ``--workers``
 or ``--scheduler``, else one after another in this process)::
 
     runs/20250101-120000-quick/
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
-from .files import atomic_write_text
+from ..files import atomic_write_text
 from .notebook_params import plan_parameters
 from .params import SCHEMA, Spec
 from .runner import RunResult, _prepare_out_dir, check_run_arguments, new_run_dir, now_iso
@@ -154,7 +154,7 @@ def run_sweep(notebooks_dir: str | os.PathLike, sweep: Mapping[str, Sequence[Any
 
     `out` (default: a new ``runs/<timestamp>-<profile>/``) must be new or empty. With a single
     combination it is that run's own directory (no subfolder, no sweep report). `workers`,
-    `scheduler` and `time_limit` go to `cifarkit.engine.run_batch`, which checks everything before
+    `scheduler` and `time_limit` go to `cifarkit.course.engine.run_batch`, which checks everything before
     anything runs. On Ctrl-C the reports of what ran are written and ``KeyboardInterrupt`` re-raised.
     """
     from .engine import _check_engine, run_batch

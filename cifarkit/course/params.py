@@ -6,7 +6,7 @@ against it before any kernel starts, and refuses to run a notebook that declares
 schema does not know. Inside a notebook, `check_parameters` checks the values papermill injected
 (or that someone typed into the parameters cell)::
 
-    from cifarkit.params import check_parameters
+    from cifarkit.course.params import check_parameters
     check_parameters(dict(profile=profile, data_source=data_source, epochs=epochs, seed=seed))
 
 Adding a parameter
@@ -351,7 +351,7 @@ def check_value(name: str, value: Any, schema: Mapping[str, Spec] | None = None)
     """Check one value against ``schema[name]`` (default: `SCHEMA`) and return it normalised."""
     schema = SCHEMA if schema is None else schema
     if name not in schema:
-        raise ParameterError(f"parameter {name!r} is not in the parameter schema (cifarkit/params.py); "
+        raise ParameterError(f"parameter {name!r} is not in the parameter schema (cifarkit/course/params.py); "
                              f"known: {', '.join(sorted(schema))}")
     return schema[name].check(value, name)
 

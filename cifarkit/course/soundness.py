@@ -5,7 +5,7 @@ Every paragraph a notebook teaches is one of four kinds (issue 27, "every senten
 * ``computed``: what it says about this run is printed by a code cell of the run, with the number;
 * ``claim``: what it says is a claim of the verdict table, judged on this run's numbers;
 * ``recorded``: it summarises recorded runs, generated from the record between
-  ``<!-- recorded: KEY -->`` markers (`cifarkit.recorded`), so it cannot drift from it;
+  ``<!-- recorded: KEY -->`` markers (`cifarkit.course.recorded`), so it cannot drift from it;
 * ``background``: a definition, the mathematics, how the code works, or a fact from a cited source.
 
 The kinds are reviewed by hand in a table (``docs/soundness_review.py``: ``REVIEW = {key: (kind,
@@ -52,7 +52,7 @@ class Paragraph:
 
     @property
     def recorded(self) -> bool:
-        """True when it holds a recorded span (`cifarkit.recorded`)."""
+        """True when it holds a recorded span (`cifarkit.course.recorded`)."""
         return bool(MARKER.search(self.text))
 
     @property
@@ -144,7 +144,7 @@ def render_markdown(paths: Iterable[str | Path], review: Mapping[str, tuple[str,
         "",
         "* **computed**: what it says about this run is printed by a code cell of the run (the note names it);",
         "* **claim**: what it says is a claim of the verdict table (the note names it);",
-        "* **recorded**: generated from a record the kit ships (`cifarkit.recorded` markers; the note names the keys);",
+        "* **recorded**: generated from a record the kit ships (`cifarkit.course.recorded` markers; the note names the keys);",
         "* **background**: a definition, the mathematics, how the code works, or a fact from a cited source.",
         "",
         "A paragraph whose text changes gets a new hash and is UNREVIEWED until it is read again.",

@@ -53,7 +53,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .validation import number, positive_int
+from ..validation import number, positive_int
 
 __all__ = ["Estimate", "Claim", "Claims", "RunCase", "run_case", "VERDICTS", "HOLDS", "FAILS",
            "INCONCLUSIVE", "NOT_TESTABLE", "Z", "ELSEWHERE_SOURCE"]
@@ -78,6 +78,7 @@ def _is_nested(values) -> bool:
 @dataclass(frozen=True)
 class Estimate:
     """A measured quantity: its value (the mean over seeds), standard error and per-seed values.
+    Notebook 01 introduces it.
 
     Build one with `Estimate.accuracy` (test accuracies, binomial + seed spread), `Estimate.mean`
     (any per-seed measurement: spread over seeds only) or `Estimate.exact` (a count or a ratio
@@ -207,7 +208,7 @@ class RunCase:
         """True in a case the course was sized for, where `Claims.check` asserts the expected
         verdicts: one of its profiles, no setting changed from it, a seed of
         `cifarkit.course.SIZED_SEEDS` and a data source of `cifarkit.course.SIZED_DATA`."""
-        from .course import SIZED_DATA, SIZED_SEEDS  # here, not at the top: the course imports torch
+        from .notebooks import SIZED_DATA, SIZED_SEEDS  # here, not at the top: the course imports torch
         from .profiles import PROFILE_NAMES
         return (self.profile in PROFILE_NAMES and not self.changed and self.seed in SIZED_SEEDS
                 and self.data in SIZED_DATA)
@@ -215,7 +216,7 @@ class RunCase:
     def changes(self) -> list[str]:
         """Each way this case differs from the cases the course was sized for, in words:
         ``"epochs=2 (the quick profile has 16)"``, ``"seed=7 (the course was sized on seeds 0, 1, 2, 3, 4)"``."""
-        from .course import SIZED_DATA, SIZED_SEEDS
+        from .notebooks import SIZED_DATA, SIZED_SEEDS
         from .profiles import PROFILE_NAMES
         out = [f"{name}={value} (the {self.profile} profile has {default})" for name, value, default in self.changed]
         if self.profile not in PROFILE_NAMES:
@@ -227,7 +228,7 @@ class RunCase:
         return out
 
     def __str__(self) -> str:
-        from .course import SIZED_SEEDS
+        from .notebooks import SIZED_SEEDS
         data = "SYNTHETIC data" if self.synthetic else "CIFAR-10" + (
             " (partly JPEG-derived copy)" if self.data == "cifar10-unverified" else "")
         init = {"random": "random init", "imagenet": "ImageNet weights",
@@ -249,7 +250,8 @@ def _frozen(value):
 def run_case(cfg, data, weights: str | None = None) -> RunCase:
     """The `RunCase` of a notebook run: its profile `cfg` (its name, seed and the settings it
     changed, ``cfg["changed"]``), its `data` (a `CifarData`) and the source of its starting weights
-    (a model's ``weights_source`` text, or None for random)."""
+    (a model's ``weights_source`` text, or None for random).
+    Notebook 01 introduces it."""
     text = str(weights or "random").lower()
     if text.startswith(("random", "none")):  # "random (imagenet unavailable)" is random too
         init = "random"
@@ -318,7 +320,7 @@ def _verdict(lo: float, hi: float, threshold: float) -> str:
 class Claims:
     """The verdict table of one notebook run. Add claims with `greater`, `above`, `below` and
     `not_testable`; show them with `show`; assert them with `check`; record them with
-    ``ck.record_results(..., claims=claims)``."""
+    ``ck.record_results(..., claims=claims)``. Notebook 01 introduces it."""
 
     case: RunCase
     claims: list[Claim] = field(default_factory=list)

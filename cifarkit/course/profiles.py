@@ -14,8 +14,9 @@ benchmarks read the same dicts.
 """
 from __future__ import annotations
 
-from . import devices, settings
-from .training import seed_everything
+from .. import devices
+from . import settings
+from ..seeds import seed_everything
 
 PROFILE_NAMES = ("quick", "full")
 COMMON_KEYS = ("seed", "data", "device", "precision")

@@ -5,7 +5,7 @@ nothing runs again. The landing page says what the course teaches, one line per 
 verdict counts, and the case of the run (from ``summary.json``, the metrics and the executed
 notebooks); each notebook page opens with its provenance, a launch bar (Colab, from the notebook's
 own badge; the executed ``.ipynb``; its slides) and its verdict table. A synthetic-data run says so
-on every page. The decks (`cifarkit.slides`) and the search come with the site.
+on every page. The decks (`cifarkit.course.slides`) and the search come with the site.
 
 Offline by construction: MathJax and reveal.js are copies from packages (sphinx-mathjax-offline,
 sphinx-revealjs), widget state and web images are dropped, and `external_references` lists anything
@@ -207,7 +207,7 @@ def run_case_rows(summary: Mapping[str, Any], notebooks: Mapping[str, Any] | Non
     executed notebooks (`notebooks`: ``{stem: notebook}``, for the seeds).
 
     The initial weights come from the claims' case, the torch version from the metrics files
-    (``torch_version``, written by `cifarkit.results.record_results`); a value the run did not
+    (``torch_version``, written by `cifarkit.course.results.record_results`); a value the run did not
     record says so.
     """
     notebooks = notebooks or {}

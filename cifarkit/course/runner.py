@@ -26,7 +26,7 @@ Parameter rules
   the others alone. An unknown name raises :class:`ParameterError` listing
   the valid names.
 * Every value is checked against the parameter schema,
-  :data:`cifarkit.params.SCHEMA` (type, range or choices, None allowed or
+  :data:`cifarkit.course.params.SCHEMA` (type, range or choices, None allowed or
   not), before any kernel starts: ``epochs=abc``, ``epochs=0``,
   ``data_source=bogus`` or ``weights=bogus`` fail at once with one line
   naming the parameter, the value and what is accepted. A string value for a
@@ -62,7 +62,7 @@ Each notebook's kernel sees these variables (restored when the run ends):
 On Dask
 -------
 ``cifarkit run --workers N`` / ``--scheduler ADDRESS`` and sweeps (``-p seed=0,1,2``) go through
-:func:`cifarkit.engine.run_batch`, which runs each notebook with the functions below
+:func:`cifarkit.course.engine.run_batch`, which runs each notebook with the functions below
 (:func:`execute_notebook`, :func:`notebook_result`, :func:`write_report`) on a Dask worker, with the
 same kernel environment plus its share of the cores (``OMP_NUM_THREADS``), and writes the same
 report with a Worker column. Without those, ``cifarkit run`` is :func:`run_notebooks`, unchanged.
@@ -91,7 +91,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["RunResult", "new_run_dir", "run_notebooks", "format_failures", "main_run", "default_notebooks_dir"]
 
-from .files import atomic_write_text, disk_full_error
+from ..files import atomic_write_text, disk_full_error
 from .notebook_params import (ParameterError, ParamSpec, list_notebooks, notebook_parameters,
                               parse_cli_parameters, plan_parameters)
 from .params import SCHEMA, Spec
@@ -243,7 +243,7 @@ def _probe_network() -> str | None:
     `getattr` keeps this working with a ``cifarkit.data`` that has no such function.
     """
     try:
-        from . import data
+        from .. import data
     except Exception:  # noqa: BLE001 - no data module, no probe
         return None
     probe = getattr(data, "network_available", None)
@@ -394,7 +394,7 @@ def _extract_figures(executed: Path, figures_dir: Path, stem: str) -> list[Path]
 def check_run_arguments(notebooks_dir: str | os.PathLike, profile: str, only: str | Iterable[str] | None,
                         out: str | os.PathLike | None, progress: bool, kernel_name: str | None,
                         schema: Mapping[str, Spec] | None) -> tuple[list[Path], dict[str, dict[str, ParamSpec]]]:
-    """Check the arguments `run_notebooks` and `cifarkit.engine.run_batch` share (one-line errors
+    """Check the arguments `run_notebooks` and `cifarkit.course.engine.run_batch` share (one-line errors
     naming the argument); return the selected notebooks and their parameter specs."""
     if not isinstance(profile, str) or not profile.strip():
         raise ValueError(f"profile must be a non-empty string, got {profile!r}")
@@ -519,8 +519,8 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     kernel_name:
         Jupyter kernel to use; default: the one in each notebook's metadata.
     schema:
-        Parameter schema, ``{name: cifarkit.params.Spec}``; default
-        :data:`cifarkit.params.SCHEMA`. Every parameter of every selected
+        Parameter schema, ``{name: cifarkit.course.params.Spec}``; default
+        :data:`cifarkit.course.params.SCHEMA`. Every parameter of every selected
         notebook must be in it.
 
     Every argument is checked before anything is created or any kernel
@@ -532,7 +532,7 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
     On Ctrl-C the run stops after the current notebook (marked failed), the
     summary of what ran is written, and ``KeyboardInterrupt`` is re-raised.
     The notebooks run one after another in this process;
-    :func:`cifarkit.engine.run_batch` runs them on Dask workers (``cifarkit
+    :func:`cifarkit.course.engine.run_batch` runs them on Dask workers (``cifarkit
     run --workers N`` / ``--scheduler ADDRESS``) and sweeps.
     """
     from tqdm.auto import tqdm
@@ -586,12 +586,12 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
 
 
 # --------------------------------------------------------------------------
-# Command line glue (called by cifarkit.cli)
+# Command line glue (called by cifarkit.course.cli)
 # --------------------------------------------------------------------------
 
 def default_notebooks_dir() -> Path:
     """The kit's ``notebooks/`` folder (next to the package), else ``./notebooks``."""
-    kit = Path(__file__).resolve().parent.parent / "notebooks"
+    kit = Path(__file__).resolve().parent.parent.parent / "notebooks"
     return kit if kit.is_dir() else Path("notebooks")
 
 
@@ -602,8 +602,8 @@ def main_run(args: Any) -> int:
     ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
     ``parameter`` (list of ``NAME=VALUE``); ``kernel``, ``schema``,
     ``workers``, ``scheduler`` and ``time_limit`` are optional. A ``-p`` value
-    with commas is a sweep (:mod:`cifarkit.sweep`); ``workers``/``scheduler``
-    run the notebooks on Dask (:mod:`cifarkit.engine`); without either, and
+    with commas is a sweep (:mod:`cifarkit.course.sweep`); ``workers``/``scheduler``
+    run the notebooks on Dask (:mod:`cifarkit.course.engine`); without either, and
     without a sweep, this is :func:`run_notebooks`. Bad input raises
     ``ValueError``/``OSError`` before anything runs. Returns 0 when every
     notebook passed, 1 otherwise (the failures are printed to stderr).

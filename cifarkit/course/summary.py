@@ -2,14 +2,14 @@
 
 Also the markdown pieces the slides reuse (`run_table_markdown`, `notebooks_table_markdown`,
 `claims_markdown`, `verdicts_markdown`, `metrics_markdown`, `md_cell`, `joined`), the claim
-checks that `cifarkit.results.record_results` applies (`check_claims`), and `read_summary`, which
+checks that `cifarkit.course.results.record_results` applies (`check_claims`), and `read_summary`, which
 reads a ``summary.json`` back and says in one line what is wrong with it.
 
 Claims
 ------
 A notebook records its lesson as claims with computed verdicts: the metrics JSON carries
 ``"claims"``, a list of ``{"name", "statement", "verdict", "case", "evidence", "reason"}`` dicts
-(`CLAIM_KEYS`), ``verdict`` one of `VERDICTS` (from `cifarkit.claims`, which computes them).
+(`CLAIM_KEYS`), ``verdict`` one of `VERDICTS` (from `cifarkit.course.claims`, which computes them).
 ``summary.json`` keeps each notebook's list under ``notebooks[i]["claims"]`` and counts them
 under ``"verdicts"``: ``{"total": {verdict: n}, "by_notebook": {notebook: {verdict: n}}}``.
 
@@ -91,7 +91,7 @@ class NotebookResult:
     ``metrics`` the content of ``<stem>.metrics.json`` (``None`` if the
     notebook wrote none), ``figures`` the PNG files extracted from it. ``worker`` says where a
     Dask worker ran it (``host``, ``worker``, ``attempts``, ``started_at``, ``finished_at``, ...;
-    see `cifarkit.engine`); None when the run executed it in its own process.
+    see `cifarkit.course.engine`); None when the run executed it in its own process.
     """
 
     name: str

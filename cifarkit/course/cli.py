@@ -7,13 +7,13 @@
                            [--workers N | --scheduler ADDRESS] [--time-limit SECONDS]
     python -m cifarkit run -p seed=0,1,2 -p data_source=synthetic,cifar10-unverified --workers 2   # a sweep
     python -m cifarkit slides RUN_DIR [--out slides]
-    python -m cifarkit book RUN_DIR [--out DIR]      # the run as a static website (cifarkit.book)
+    python -m cifarkit book RUN_DIR [--out DIR]      # the run as a static website (cifarkit.course.book)
 
 Errors are one line on stderr with a non-zero exit status (no traceback): bad input raises
 ValueError/OSError with a message naming the argument or the file, and `main` prints it on one line.
-`-p` values are checked against the parameter schema (`cifarkit.params`) before any kernel starts; a
+`-p` values are checked against the parameter schema (`cifarkit.course.params`) before any kernel starts; a
 value with commas (outside brackets and quotes) is a sweep, one run folder per combination
-(`cifarkit.sweep`). `--workers` / `--scheduler` run the notebooks on Dask (`cifarkit.engine`;
+(`cifarkit.course.sweep`). `--workers` / `--scheduler` run the notebooks on Dask (`cifarkit.course.engine`;
 docs/cluster.md); without them, and without a sweep, `run` is the one-process runner it always was.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", default=None, help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (repeatable); checked against the parameter schema "
-                          "(cifarkit/params.py) before any notebook runs: "
+                          "(cifarkit/course/params.py) before any notebook runs: "
                           + "; ".join(f"{n}: {spec.accepts}" for n, spec in SCHEMA.items()
                                       if n != "profile").replace("%", "%%")
                           + ". A value with commas is a sweep, one run per combination: -p seed=0,1,2 "
@@ -94,7 +94,7 @@ def _positive(kind, what: str):
 
 
 def _data_command(args) -> int:
-    from . import data
+    from .. import data
 
     if args.action == "info":
         status = data.cifar10_status(args.root)
