@@ -384,12 +384,19 @@ def cluster_section() -> list[str]:
                            cluster.dependencies(sorted((REPO / "notebooks").glob("*.ipynb"))))
 
 
+def docstrings_section() -> list[str]:
+    """Section 12: the figures issue 28 moved out of the package's docstrings (bench/from_docstrings.md)."""
+    path = HERE / "from_docstrings.md"
+    return ["## 12. Figures moved out of the package's docstrings (bench/from_docstrings.md)", "",
+            *path.read_text().splitlines()] if path.is_file() else []
+
+
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
             "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section, "book": book_section,
-            "cluster": cluster_section}
+            "cluster": cluster_section, "docstrings": docstrings_section}
 #: sections tabled from a record that a long benchmark of their own keeps: re-tabled, never measured here
-RECORDED = {"speedrun", "cpu", "gpu", "cluster"}
+RECORDED = {"speedrun", "cpu", "gpu", "cluster", "docstrings"}
 MARK = "<!-- section: {} -->"
 
 
