@@ -10,14 +10,19 @@ from packaging.version import Version
 from conftest import REPO
 
 
-def lock_pins() -> dict:
+def pins_of(name: str) -> dict:
+    """``{package: version}`` of a requirements file of ``name==version`` lines."""
     pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
+    for line in (REPO / name).read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
+            package, version = line.split("==")
+            pins[canonicalize_name(package)] = version
     return pins
+
+
+def lock_pins() -> dict:
+    return pins_of("requirements.lock")
 
 
 def conda_pins() -> dict:
@@ -63,16 +68,6 @@ def test_makefile_targets_install_from_the_lock():
     assert "-r requirements.lock" in make
 
 
-def oldest_pins() -> dict:
-    pins = {}
-    for line in (REPO / "requirements-oldest.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
-    return pins
-
-
 def test_oldest_environment_pins_exactly_the_declared_floors():
     """`make test-oldest` tests what pyproject.toml promises: each runtime and test requirement's
     lower bound, pinned, and nothing else."""
@@ -85,7 +80,7 @@ def test_oldest_environment_pins_exactly_the_declared_floors():
         lower = [s.version for s in req.specifier if s.operator == ">="]
         assert len(lower) == 1, f"{text}: a range needs one >= floor for make test-oldest to test"
         floors[canonicalize_name(req.name)] = lower[0]
-    pins = {name: Version(v) for name, v in oldest_pins().items()}
+    pins = {name: Version(v) for name, v in pins_of("requirements-oldest.txt").items()}
     floors = {name: Version(v) for name, v in floors.items()}
     assert pins == floors, {k: (floors.get(k), pins.get(k)) for k in set(pins) | set(floors)
                             if floors.get(k) != pins.get(k)}
