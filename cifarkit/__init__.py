@@ -15,44 +15,53 @@ pruning   global_magnitude_prune, remove_pruning, sparsity, prunable_parameters,
 The course machinery beside it is `cifarkit.course` (it imports the library, never the reverse):
 setup (a course notebook's profile), artifact, finetuned_resnet18, Claims, Estimate, run_case
 (a lesson's verdicts from its own numbers), record_results, and the runner behind `cifarkit run`.
+
+Every name below is imported on first use (``ck.Trainer`` imports `cifarkit.training`), so that
+``import cifarkit`` stays light for the command line, the runner and Dask workers, which need no
+torch. The import statements under ``TYPE_CHECKING`` are the one list: editors and type checkers
+read them ("go to definition" lands in the module), and `__getattr__` reads the same statements.
 """
+from typing import TYPE_CHECKING
+
 from . import settings as _settings
+from ._lazy import lazy_exports
 
 _settings.apply_cpu_mode()  # CIFARKIT_CPU=avx2: torch's kernels limited to AVX2 (before its first operation)
 
-from .callbacks import Callback, EpochLog, ProgressBar, StopAfter  # noqa: E402
-from .data import (CorruptDataError, DataUnavailableError, load_cifar10, load_data, prepare_cifar10,  # noqa: E402
-                   textbook_loader, torchvision_dataset)
-from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CifarData, stratified_indices  # noqa: E402
-from .devices import resolve_device, resolve_precision  # noqa: E402
-from .features import extract_features, split_head  # noqa: E402
-from .files import atomic_save, safe_load  # noqa: E402
-from .freezing import count_parameters, freeze_initial, set_frozen_bn_eval, unfreeze, unfreeze_all  # noqa: E402
-from .gradients import GradientNormRecorder, gradient_norms  # noqa: E402
-from .history_files import history_from_json, history_to_csv, history_to_json  # noqa: E402
-from .loader import FeatureLoader, ProgressiveResize, TensorLoader  # noqa: E402
-from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet,  # noqa: E402
-                     remove_skip_connections, resnet152_transfer)
-from .optim import Lookahead, MuonSGD  # noqa: E402
-from .plotting import Animator, show_figure  # noqa: E402
-from .pruning import (SparsityTracker, global_magnitude_prune, is_pruned, load_pruned_state_dict,  # noqa: E402
-                      prunable_parameters, remove_pruning, sparsity, unseen_weights)
-from .recipes import (RECIPES, Recipe, TimeToAccuracy, get_recipe, register_model, register_recipe,  # noqa: E402
-                      train_recipe)
-from .resume import Checkpoint  # noqa: E402
-from .runtime import eval_mode, in_kernel  # noqa: E402
-from .synthetic import synthetic_cifar  # noqa: E402
-from .timing import Timer  # noqa: E402
-from .seeds import seed_everything  # noqa: E402
-from .training import (History, NonFiniteLossError, Trainer, evaluate,  # noqa: E402
-                       trainable_parameters, tta_logits)
+if TYPE_CHECKING:
+    from .callbacks import Callback, EpochLog, ProgressBar, StopAfter
+    from .data import (CorruptDataError, DataUnavailableError, load_cifar10, load_data, prepare_cifar10,
+                       textbook_loader, torchvision_dataset)
+    from .dataset import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CifarData, stratified_indices
+    from .devices import resolve_device, resolve_precision
+    from .features import extract_features, split_head
+    from .files import atomic_save, safe_load
+    from .freezing import count_parameters, freeze_initial, set_frozen_bn_eval, unfreeze, unfreeze_all
+    from .gradients import GradientNormRecorder, gradient_norms
+    from .history_files import history_from_json, history_to_csv, history_to_json
+    from .loader import FeatureLoader, ProgressiveResize, TensorLoader
+    from .models import (GatedBlock, GatedCNN, ResNetForCifar, SmallResNet, SpeedrunNet,
+                         remove_skip_connections, resnet152_transfer)
+    from .optim import Lookahead, MuonSGD
+    from .plotting import Animator, show_figure
+    from .pruning import (SparsityTracker, global_magnitude_prune, is_pruned, load_pruned_state_dict,
+                          prunable_parameters, remove_pruning, sparsity, unseen_weights)
+    from .recipes import (RECIPES, Recipe, TimeToAccuracy, get_recipe, register_model, register_recipe,
+                          train_recipe)
+    from .resume import Checkpoint
+    from .runtime import eval_mode, in_kernel
+    from .synthetic import synthetic_cifar
+    from .timing import Timer
+    from .seeds import seed_everything
+    from .training import (History, NonFiniteLossError, Trainer, evaluate,
+                           trainable_parameters, tta_logits)
 
-from . import course  # noqa: E402  (the machinery, after the library it imports)
-from .course import claims  # noqa: E402  (ck.claims.HOLDS, ...)
-from .course.claims import Claim, Claims, Estimate, RunCase, run_case  # noqa: E402
-from .course.notebooks import artifact, finetuned_resnet18, notebook_profiles, setup  # noqa: E402
-from .course.profiles import Profile, resolve_profile  # noqa: E402
-from .course.results import artifacts_dir, record_results  # noqa: E402
+    from . import course  # the machinery, after the library it imports
+    from .course import claims  # ck.claims.HOLDS, ...
+    from .course.claims import Claim, Claims, Estimate, RunCase, run_case
+    from .course.notebooks import artifact, finetuned_resnet18, notebook_profiles, setup
+    from .course.profiles import Profile, resolve_profile
+    from .course.results import artifacts_dir, record_results
 
 __version__ = "0.1.0"
 
@@ -72,3 +81,5 @@ __all__ = [
     "split_head", "stratified_indices", "synthetic_cifar", "textbook_loader", "torchvision_dataset",
     "train_recipe", "trainable_parameters", "tta_logits", "unfreeze", "unfreeze_all", "unseen_weights",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__, __all__)

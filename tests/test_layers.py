@@ -7,10 +7,14 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cifarkit"
 NOTEBOOKS = PACKAGE.parent / "notebooks"
@@ -131,13 +135,42 @@ def test_every_ck_name_the_notebooks_use_resolves():
 
 
 def test_the_student_names_are_plain_imports_an_editor_can_follow():
-    tree = ast.parse((PACKAGE / "__init__.py").read_text())
-    imported = {a.asname or a.name for node in tree.body if isinstance(node, ast.ImportFrom) for a in node.names}
-    assert not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body)
+    """Every name is a plain ``from .module import Name`` under ``TYPE_CHECKING`` (what an editor
+    follows), and the lazy `__getattr__` resolves it from those same statements."""
+    from cifarkit._lazy import exported_imports
+
+    import cifarkit as ck
+
+    table = exported_imports((PACKAGE / "__init__.py").read_text())
     top_level = {name.split(".")[0] for name in notebook_ck_names()} - {"__file__"}
     submodules = {name for name in top_level if module_file(f"cifarkit.{name}")}  # ck.freezing, ck.recipes
     assert submodules <= {"freezing", "models", "recipes", "course", "claims"}
-    assert top_level - submodules <= imported, sorted(top_level - submodules - imported)
+    assert top_level - submodules <= set(table), sorted(top_level - submodules - set(table))
+    assert set(ck.__all__) <= set(table)
+    for name, (module, attribute) in table.items():
+        defined = importlib.import_module(module, "cifarkit")
+        assert getattr(ck, name) is (defined if attribute is None else getattr(defined, attribute)), name
+    with pytest.raises(AttributeError, match="has no attribute 'Trainr'"):
+        ck.Trainr
+
+
+@pytest.mark.parametrize("module", ["cifarkit", "cifarkit.course.cli", "cifarkit.course.engine",
+                                    "cifarkit.course.runner"])
+def test_the_command_line_and_the_workers_import_no_torch(module):
+    """``cifarkit --help``, a Dask worker and the runner start in a fraction of a second: importing
+    them loads neither torch nor numpy (the notebooks' kernels do)."""
+    code = f"import sys, {module}; print(sorted({{'torch', 'numpy', 'matplotlib'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"import {module} loads {out.strip()}"
+
+
+def test_an_export_without_its_import_statement_is_refused(tmp_path):
+    from cifarkit._lazy import lazy_exports
+
+    init = tmp_path / "__init__.py"
+    init.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import b\n")
+    with pytest.raises(ImportError, match=r"\['c'\], which its TYPE_CHECKING imports do not"):
+        lazy_exports("cifarkit", str(init), ["b", "c"])
 
 
 def test_each_helper_a_notebook_calls_names_the_notebook_that_introduces_it():

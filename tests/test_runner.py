@@ -679,7 +679,8 @@ def test_record_results_takes_a_claims_table(tmp_path, monkeypatch):
     claims = Claims(RunCase(data="synthetic"))
     claims.greater("a_beats_b", "A beats B", Estimate.accuracy([0.6, 0.62], n=1000, label="A"),
                    Estimate.accuracy([0.3, 0.31], n=1000, label="B"))
-    claims.not_testable("on_cifar", "Also on CIFAR-10", reason="synthetic data")
+    claims.not_testable("on_cifar", "Also on CIFAR-10", reason="synthetic data",
+                        elsewhere="A beats B there too (source: none recorded)")
     stored = json.loads(record_results("01_t", {"acc": 0.6}, claims=claims).read_text())["claims"]
     assert [(c["name"], c["verdict"]) for c in stored] == [("a_beats_b", "holds"),
                                                            ("on_cifar", "not testable here")]
