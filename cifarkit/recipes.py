@@ -81,6 +81,20 @@ _SPEEDRUN_NET_FIELDS = {"freeze_bn_weights": True, "whitening": True}
 WHITENING_IMAGES = 5000  # training images that set a whitened stem's filters
 
 
+def one_cycle_warmup(warmup: float, total_steps: int) -> float:
+    """`warmup` (a fraction of `total_steps`) as torch's ``OneCycleLR(pct_start=...)`` can take it.
+
+    torch divides by zero when a phase of its schedule lasts zero steps, which happens when the
+    warm-up is exactly one step or all of them (``warmup * total_steps`` is 1 or `total_steps`,
+    e.g. a quarter of 4 steps after a student shrinks the data). Such a warm-up moves by half a
+    step; every other one is returned unchanged.
+    """
+    steps = warmup * total_steps
+    if steps not in (1, total_steps):
+        return warmup
+    return (steps + 0.5 if steps + 0.5 < total_steps else steps - 0.5) / total_steps
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything needed to train one model the same way twice.
@@ -239,7 +253,7 @@ class Recipe:
         if self.schedule == "one-cycle":
             return torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
-                pct_start=self.warmup)
+                pct_start=one_cycle_warmup(self.warmup, total))
         stop = (self.whiten_bias_epochs or self.epochs) * steps_per_epoch
 
         def main(step: int) -> float:

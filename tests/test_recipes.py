@@ -260,3 +260,22 @@ def test_val_images_evaluates_each_epoch_on_a_sample_and_the_end_on_everything(o
     assert result.test["n"] == 300 and result.test_tta["n"] == 300, "the final evaluations cover the split"
     with pytest.raises(ValueError, match="val_images"):
         train_recipe(recipe, data, precision="32", progress=False, log=False, val_images=0)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 8, 40])
+def test_a_one_cycle_warmup_of_one_step_does_not_crash_torch(total):
+    """A quarter of 4 steps (or an eighth of 8) is a warm-up of exactly one step, where torch's
+    OneCycleLR divides by zero; the recipe's schedule steps through every such run."""
+    from cifarkit.recipes import one_cycle_warmup
+
+    for warmup in (0.25, 0.125, 1.0):
+        pct = one_cycle_warmup(warmup, total)
+        assert 0 <= pct <= 1 and abs(pct - warmup) * total <= 0.5
+        if warmup * total not in (1, total):
+            assert pct == warmup
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total, pct_start=pct)
+        for _ in range(total):
+            opt.step()
+            sched.step()
