@@ -154,6 +154,21 @@ def test_the_student_names_are_plain_imports_an_editor_can_follow():
         ck.Trainr
 
 
+def test_an_editor_goes_to_the_definition_of_the_student_names():
+    """What "go to definition" does in an editor built on jedi (IPython's and JupyterLab's
+    completion use it too): each name lands on its def or class in the module that defines it."""
+    jedi = pytest.importorskip("jedi")
+    names = {"Trainer": "training.py", "Animator": "plotting.py", "Timer": "timing.py", "evaluate": "training.py",
+             "global_magnitude_prune": "pruning.py", "freeze_initial": "freezing.py", "setup": "notebooks.py",
+             "Claims": "claims.py"}
+    code = "import cifarkit as ck\n" + "".join(f"ck.{name}\n" for name in names)
+    script = jedi.Script(code, path=str(PACKAGE.parent / "editor.py"), project=jedi.Project(str(PACKAGE.parent)))
+    for line, (name, module) in enumerate(names.items(), start=2):
+        found = script.goto(line, 4, follow_imports=True)
+        assert [(d.module_path.name, d.name) for d in found] == [(module, name)], f"ck.{name}: {found}"
+        assert found[0].description.startswith(("def ", "class ")), found[0].description
+
+
 @pytest.mark.parametrize("module", ["cifarkit", "cifarkit.course.cli", "cifarkit.course.engine",
                                     "cifarkit.course.runner"])
 def test_the_command_line_and_the_workers_import_no_torch(module):
