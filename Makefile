@@ -44,12 +44,22 @@ NBVAL_DIR := build/nbval
 NBVAL_ENV := CIFARKIT_PROFILE=quick CIFARKIT_HEADLESS=1 CIFARKIT_RESULTS_DIR=$(CURDIR)/$(NBVAL_DIR)/results
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
 
+# The unit tests run in TEST_WORKERS processes (pytest-xdist): much of their time is spent waiting
+# on subprocesses and kernels. The notebooks then run one at a time, in order (03 and 04 use what 01
+# and 03 wrote), each with all the cores. Both parts always run; either failing fails the target.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	rm -rf $(NBVAL_DIR) && $(PY) tests/nbval_prepare.py $(NBVAL_DIR)
-	$(NBVAL_ENV) $(PY) -m pytest tests $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS)
+	@unit=0; notebooks=0; \
+	echo "+ $(PY) -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)"; \
+	$(PY) -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS) || unit=$$?; \
+	echo "+ $(NBVAL_ENV) $(PY) -m pytest $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS)"; \
+	$(NBVAL_ENV) $(PY) -m pytest $(NBVAL_DIR) $(NBVAL_ARGS) $(PYTEST_ARGS) || notebooks=$$?; \
+	test $$unit -eq 0 -a $$notebooks -eq 0 || { echo "make test: unit tests exit $$unit, notebooks exit $$notebooks" >&2; exit 1; }
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-notebooks: $(STAMP)
 	rm -rf $(NBVAL_DIR) && $(PY) tests/nbval_prepare.py $(NBVAL_DIR)

@@ -42,7 +42,8 @@ for n in __MAKES__:
     (art / n).write_text("made by " + __STEM__)
 Path(os.environ["CIFARKIT_RESULTS_DIR"], __STEM__ + ".metrics.json").write_text(json.dumps({
     "seed": seed, "data_source": data_source, "started": started, "found": found,
-    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CIFARKIT_NOTEBOOK", "CIFARKIT_RESULTS_DIR")}}))
+    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CIFARKIT_NOTEBOOK", "CIFARKIT_RESULTS_DIR",
+                                           "MALLOC_TRIM_THRESHOLD_")}}))
 """
 
 
@@ -153,7 +154,9 @@ class DaskCluster:
 
     def _start(self, argv: list[str]) -> subprocess.Popen:
         log = open(self.root / f"log-{len(self.procs)}.txt", "wb")
-        proc = subprocess.Popen(argv, env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # as under a nanny (`dask worker` starts one by default), whose memory setting kernels must not get
+        env = dict(ENV, MALLOC_TRIM_THRESHOLD_="65536")
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -323,7 +326,8 @@ def test_two_notebooks_on_a_real_scheduler_and_two_workers(cluster, tmp_path):
         _t(b["worker"]["started_at"]) < _t(a["worker"]["finished_at"]), "the two ran at the same time"
     threads = str(max(1, usable_cores() // 2))  # two single-thread workers on this host
     assert a["metrics"]["env"] == {"OMP_NUM_THREADS": threads, "CIFARKIT_NOTEBOOK": "01_a",
-                                   "CIFARKIT_RESULTS_DIR": str((tmp_path / "run").resolve())}
+                                   "CIFARKIT_RESULTS_DIR": str((tmp_path / "run").resolve()),
+                                   "MALLOC_TRIM_THRESHOLD_": None}, "the nanny's memory setting stays with the worker"
     md = (tmp_path / "run" / "summary.md").read_text()
     assert "| Engine | Dask scheduler" in md and "| Worker |" in md and f"({a['worker']['name']})" in md
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
@@ -469,6 +473,7 @@ def test_a_sweep_on_a_local_cluster_tables_notebook_by_combination(tmp_path):
         assert run["01_a.ipynb"]["metrics"]["seed"] == r["parameters"]["seed"]
         assert run["01_a.ipynb"]["metrics"]["data_source"] == r["parameters"]["data_source"]
         assert run["02_b.ipynb"]["metrics"]["found"] == {"m": True}, "the artifact of its own combination"
+        assert run["01_a.ipynb"]["metrics"]["env"]["MALLOC_TRIM_THRESHOLD_"] is None
         assert _t(run["02_b.ipynb"]["worker"]["started_at"]) >= _t(run["01_a.ipynb"]["worker"]["finished_at"])
     md = (tmp_path / "sweep" / "summary.md").read_text()
     assert "| Notebook | seed=0, data_source=synthetic | seed=0, data_source=cifar10-unverified |" in md
@@ -505,3 +510,15 @@ def test_a_worker_that_cannot_see_the_run_folder_stops_the_run_before_any_notebo
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
         cluster.wait_for(lambda names: "elsewhere" not in names, "the worker to leave")
+
+
+@pytest.mark.timeout(300)
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    """Dask's nanny writes its workers' variables (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_) into
+    the os.environ of the process that starts a LocalCluster; every kernel started from it later
+    (nbval's, the runner's) would inherit them. The engine's cluster sets none."""
+    before = dict(os.environ)
+    with engine.Cluster(workers=1) as cluster:
+        assert len(cluster.worker_hosts()) == 1
+    assert dict(os.environ) == before
+

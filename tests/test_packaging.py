@@ -70,10 +70,11 @@ def test_makefile_targets_install_from_the_lock():
 
 def test_oldest_environment_pins_exactly_the_declared_floors():
     """`make test-oldest` tests what pyproject.toml promises: each runtime and test requirement's
-    lower bound, pinned, and nothing else."""
+    lower bound, pinned, and nothing else (JupyterLab, Playwright and pytest-xdist drive `make test`
+    only: the browser test and the unit tests' two processes)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     tested = project["dependencies"] + [r for r in project["optional-dependencies"]["dev"]
-                                        if not r.startswith(("jupyterlab", "playwright"))]
+                                        if not r.startswith(("jupyterlab", "playwright", "pytest-xdist"))]
     floors = {}
     for text in tested:
         req = Requirement(text)

@@ -102,6 +102,12 @@ STATE_DIR = ".cifarkit-engine"
 CANCEL_FILE = "CANCEL"
 #: The variables that tell a kernel how many threads it may use.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Dask's nanny gives its workers ``MALLOC_TRIM_THRESHOLD_=65536`` (its config
+#: ``distributed.nanny.pre-spawn-environ``), which keeps a worker's own memory small. Inherited by a
+#: training kernel, it makes glibc hand each batch's tensors back to the system and fault them in
+#: again: a third of the kernel's CPU time in page faults (bench/results.md). A notebook's process
+#: does not inherit it, and a LocalCluster of this engine does not set it at all.
+NANNY_MEMORY_VARIABLES = ("MALLOC_TRIM_THRESHOLD_",)
 INTERRUPTED = "KeyboardInterrupt: run interrupted by the user"
 
 
@@ -256,6 +262,15 @@ def _log_tail(log: Path) -> str:
     return "no output"
 
 
+def _nanny_environ() -> dict[str, Any]:
+    """What Dask's nanny puts in its workers' environment (empty without Dask)."""
+    try:
+        import dask
+    except ImportError:
+        return {}
+    return dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+
+
 def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Run one notebook on this worker and return its outcome (the Dask task of `run_batch`).
 
@@ -294,6 +309,10 @@ def run_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         stale.unlink(missing_ok=True)
     threads = spec.get("threads", {}).get(info["address"]) or max(1, usable_cores() // info["nthreads"])
     env = dict(os.environ)
+    nanny_set = _nanny_environ()
+    for name in NANNY_MEMORY_VARIABLES:
+        if name in nanny_set and env.get(name) == str(nanny_set[name]):
+            env.pop(name)
     for name, value in {**spec["env"], **{v: str(threads) for v in THREAD_VARIABLES}}.items():
         if value is None:
             env.pop(name, None)
@@ -388,6 +407,12 @@ def _probe(folders: Sequence[str], token: str) -> str | None:
     return None
 
 
+def _restore_environ(saved: Mapping[str, str]) -> None:
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 class Cluster:
     """A Dask client: on a new `LocalCluster` of `workers` single-thread processes on 127.0.0.1,
     or connected to the scheduler at `scheduler`. A context manager; closing it stops what it
@@ -422,7 +447,13 @@ class Cluster:
             self._stack.callback(logger.setLevel, logger.level)
             logger.setLevel(logging.CRITICAL)
         if self.workers is not None:
-            self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS}))
+            # The nanny's environment for its workers (see NANNY_MEMORY_VARIABLES) would also be
+            # written into this process's os.environ, and from there reach every kernel it starts
+            # later, with OMP_NUM_THREADS=1: none of it is needed here, and what the nanny still
+            # writes (PYTHONHASHSEED, its parent's pid) is undone when the cluster closes.
+            self._stack.callback(_restore_environ, dict(os.environ))
+            self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS,
+                                                       "distributed.nanny.pre-spawn-environ": {}}))
             self._cluster = self._stack.enter_context(LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, worker_dashboard_address=None, memory_limit=0,
