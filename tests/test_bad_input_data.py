@@ -109,8 +109,15 @@ ARGUMENT_CASES = [
 ]
 
 
+def _case_id(kwargs: dict) -> str:
+    """The case's arguments as a test id that is the same in every process (an object's repr holds
+    its address, which differs between pytest-xdist's workers)."""
+    return str({k: (f"<{type(v).__name__}>" if type(v).__repr__ is object.__repr__ else v)
+                for k, v in kwargs.items()})
+
+
 @pytest.mark.parametrize("func, kwargs, exc, name", ARGUMENT_CASES,
-                         ids=[f"{getattr(f, '__name__', f)}-{k}" for f, k, _, _ in ARGUMENT_CASES])
+                         ids=[f"{getattr(f, '__name__', f)}-{_case_id(k)}" for f, k, _, _ in ARGUMENT_CASES])
 def test_a_bad_argument_is_named_before_anything_happens(tmp_path, capsys, func, kwargs, exc, name):
     kwargs = {k: (str(tmp_path / "root") if v == ROOT else v) for k, v in kwargs.items()}
     if func in (data.load_data, data.load_cifar10):
