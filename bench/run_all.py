@@ -37,6 +37,7 @@ import cpu_modes  # noqa: E402
 import cluster  # noqa: E402
 import feature_caching  # noqa: E402
 import lessons  # noqa: E402
+import kernel_env  # noqa: E402
 import loop_throughput  # noqa: E402
 import memory  # noqa: E402
 import precision  # noqa: E402
@@ -384,6 +385,11 @@ def cluster_section() -> list[str]:
                            cluster.dependencies(sorted((REPO / "notebooks").glob("*.ipynb"))))
 
 
+def kernel_env_section() -> list[str]:
+    """Section 13: what Dask's malloc setting cost a kernel, as `python bench/kernel_env.py` recorded it."""
+    return kernel_env.render(json.loads(kernel_env.RECORD.read_text()) if kernel_env.RECORD.is_file() else None)
+
+
 def docstrings_section() -> list[str]:
     """Section 12: the figures issue 28 moved out of the package's docstrings (bench/from_docstrings.md)."""
     path = HERE / "from_docstrings.md"
@@ -394,9 +400,9 @@ def docstrings_section() -> list[str]:
 SECTIONS = {"loop": loop_section, "caching": caching_section, "precision": precision_section,
             "suite": suite_section, "memory": memory_section, "lessons": lessons_section,
             "speedrun": speedrun_section, "cpu": cpu_section, "gpu": gpu_section, "book": book_section,
-            "cluster": cluster_section, "docstrings": docstrings_section}
-#: sections tabled from a record that a long benchmark of their own keeps: re-tabled, never measured here
-RECORDED = {"speedrun", "cpu", "gpu", "cluster", "docstrings"}
+            "cluster": cluster_section, "docstrings": docstrings_section, "kernelenv": kernel_env_section}
+#: sections tabled from a record that a benchmark of their own keeps: re-tabled, never measured here
+RECORDED = {"speedrun", "cpu", "gpu", "cluster", "docstrings", "kernelenv"}
 MARK = "<!-- section: {} -->"
 
 

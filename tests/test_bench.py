@@ -550,3 +550,19 @@ def test_readme_cost_table_is_the_recorded_suite(tmp_path):
     cpu_modes.write_readme_costs(fake, copy)
     assert "| CPU A | AVX2 mode | **10.0** | 20.0 (abc) | 2026-01-01 |" in copy.read_text()
     assert "old" not in copy.read_text() and copy.read_text().endswith("y\n")
+
+
+def test_kernel_env_runs_each_case_in_a_process_that_sees_its_variable(tmp_path):
+    import kernel_env
+
+    record = kernel_env.main(["--images", "64", "--batch", "32", "--rounds", "1", "--json", str(tmp_path / "k.json")])
+    assert json.loads((tmp_path / "k.json").read_text()) == record
+    assert [[r["seen"] for r in rows] for rows in record["runs"].values()] == [["65536"], [None]]
+    for m in record["medians"].values():
+        assert m["user_s"] > 0 and m["minor_faults"] > 0 and m["wall_s"] > 0
+    assert record["cpu_ratio"] > 0
+    text = "\n".join(kernel_env.render(record))
+    assert "| MALLOC_TRIM_THRESHOLD_=65536 (a Dask worker's) |" in text and f"{record['cpu_ratio']:.2f}x" in text
+    assert "Not measured yet" in "\n".join(kernel_env.render(None))
+    with pytest.raises(SystemExit):
+        kernel_env.main(["--images", "8", "--batch", "32"])

@@ -105,7 +105,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 #: Dask's nanny gives its workers ``MALLOC_TRIM_THRESHOLD_=65536`` (its config
 #: ``distributed.nanny.pre-spawn-environ``), which keeps a worker's own memory small. Inherited by a
 #: training kernel, it makes glibc hand each batch's tensors back to the system and fault them in
-#: again: a third of the kernel's CPU time in page faults (bench/results.md). A notebook's process
+#: again: a third of the kernel's CPU time in page faults (bench/results.md section 13). A notebook's process
 #: does not inherit it, and a LocalCluster of this engine does not set it at all.
 NANNY_MEMORY_VARIABLES = ("MALLOC_TRIM_THRESHOLD_",)
 INTERRUPTED = "KeyboardInterrupt: run interrupted by the user"
