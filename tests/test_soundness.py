@@ -46,7 +46,10 @@ def test_classify_review_recorded_and_unreviewed(tmp_path):
     review = {first.key: ("background", "a definition")}
     assert classify(first, review) == ("background", "a definition")
     assert classify(second, review) == (UNREVIEWED, "")
-    assert classify(third, review) == ("recorded", "generated: runtime 01")
+    assert classify(third, review) == (UNREVIEWED, ""), "the prose around a recorded span is read too"
+    assert unreviewed([path], review) == [second, third]
+    review[third.key] = ("recorded", "a pointer to the record")
+    assert classify(third, review) == ("recorded", "generated: runtime 01; the rest: a pointer to the record")
     assert unreviewed([path], review) == [second]
     with pytest.raises(ValueError, match="kind 'opinion'"):
         classify(first, {first.key: ("opinion", "")})

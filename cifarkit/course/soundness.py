@@ -12,7 +12,8 @@ The kinds are reviewed by hand in a table (``docs/soundness_review.py``: ``REVIE
 note)}``), keyed by `paragraph_key`: the notebook, the cell id and a hash of the paragraph's text
 (with recorded spans reduced to their keys, so a record update does not unsettle the review). A
 paragraph whose text changes gets a new key and shows as ``UNREVIEWED`` until someone reads it
-again; a paragraph with a recorded marker is ``recorded`` without review. `render_markdown` writes
+again; a paragraph with a recorded marker is ``recorded``, and the prose around its spans is
+reviewed like any other (its entry's note says what backs it). `render_markdown` writes
 ``docs/soundness.md`` from the notebooks and the table; the tests fail when that file is stale or
 has an ``UNREVIEWED`` row.
 """
@@ -97,14 +98,15 @@ def paragraphs(path: str | Path) -> list[Paragraph]:
 
 
 def classify(paragraph: Paragraph, review: Mapping[str, tuple[str, str]]) -> tuple[str, str]:
-    """``(kind, note)`` of `paragraph`: ``recorded`` when it holds a recorded span, else its entry in
-    `review`, else `UNREVIEWED`. A review entry with a kind outside `KINDS` is a ValueError."""
+    """``(kind, note)`` of `paragraph`: `UNREVIEWED` without an entry in `review`; ``recorded``
+    (with the entry's note on the prose around the spans) when it holds a recorded span; else its
+    entry. A review entry with a kind outside `KINDS` is a ValueError."""
+    if paragraph.key not in review:  # also with a recorded span: the prose around it is read too
+        return UNREVIEWED, ""
     if paragraph.recorded:
         keys = ", ".join(m.group("key").strip() for m in MARKER.finditer(paragraph.text))
-        note = review.get(paragraph.key, ("", ""))[1]
-        return "recorded", f"generated: {keys}" + (f"; {note}" if note else "")
-    if paragraph.key not in review:
-        return UNREVIEWED, ""
+        note = review[paragraph.key][1]
+        return "recorded", f"generated: {keys}" + (f"; the rest: {note}" if note else "")
     kind, note = review[paragraph.key]
     if kind not in KINDS:
         raise ValueError(f"soundness review: {paragraph.key!r} has kind {kind!r}, not one of {', '.join(KINDS)}")
