@@ -286,12 +286,16 @@ class Trainer:
 
     def _train_one_epoch(self) -> dict:
         """One pass over the training batches: a step per batch, the scheduler, the callbacks.
-        Loss and accuracy are summed on the device (`_RunningSums`) and read once, at the end."""
+        Loss and accuracy are summed on the device (`_RunningSums`) and read once, at the end.
+        The record's ``lr`` is the rate the epoch's last step used (the first parameter group's),
+        not the one a scheduler set after it for a step that may never come."""
         self.model.train()
         sums = _RunningSums(self.device)
         per_batch = _steps_per_batch(self.scheduler, self.scheduler_interval)
+        lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         for i, (x, y) in enumerate(self._batches()):
+            lr = self.optimizer.param_groups[0]["lr"]
             out, loss = self._step(x, y)
             if per_batch:
                 self.scheduler.step()
@@ -306,8 +310,7 @@ class Trainer:
             self.scheduler.step()
         return {"epoch": self.epoch, "train_loss": sums.loss.item() / max(sums.n, 1),
                 "train_acc": sums.correct.item() / max(sums.n, 1), "val_loss": None, "val_acc": None,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "seconds": seconds, "images_per_s": sums.n / seconds if seconds > 0 else float("nan")}
+                "lr": lr, "seconds": seconds, "images_per_s": sums.n / seconds if seconds > 0 else float("nan")}
 
     def _batches(self):
         """The epoch's training batches on the device (channels-last when chosen), at most

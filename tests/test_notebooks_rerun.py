@@ -26,7 +26,7 @@ _FINETUNE = dict(cifarkit.course.FINETUNE["quick"], n_train=64, epochs=1, batch_
 #: the tiny profile of each notebook: what it changes in the quick profile
 TINY = {
     "01_softmax_vs_logits": dict(_SMALL, grad_steps=2),
-    "02_freezing": dict(_SMALL, calibration_images=32, mistake_steps=2, timing_rounds=2),
+    "02_freezing": dict(_SMALL, val_images=32, calibration_images=32, mistake_steps=2, timing_rounds=2),
     "03_pruning": dict(_SMALL, finetune=_FINETUNE),
     "04_unpruning": dict(_SMALL, regrow_batches=1, finetune=_FINETUNE),
     "05_resnet152_transfer": dict(n_train=64, n_test=64, resnet_n_train=16, resnet_n_test=16, image_size=32,

@@ -581,3 +581,23 @@ def test_progressive_resize_trains_the_listed_epochs_on_smaller_images_and_resto
     assert inner.std() < 0.01 and abs(inner.mean() - 0.5) < 0.01
     with pytest.raises(ValueError, match=r"sizes must be one or more positive ints .*got \(0,\)"):
         ProgressiveResize((0,))
+
+
+@pytest.mark.parametrize("steps", [2, 3, 8])
+def test_history_lr_is_the_rate_of_the_epochs_last_step(steps):
+    """A one-cycle schedule's last step uses its minimum; the rate the scheduler sets after it, for a
+    step that never comes, is past the schedule's end (and climbs back for short schedules)."""
+    x, y = random_images(16 * steps)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps, pct_start=0.3 if steps > 2 else 0.25)
+    used = []
+
+    class Spy(Callback):
+        def on_after_backward(self, trainer, model):
+            used.append(opt.param_groups[0]["lr"])
+
+    history = Trainer(1, precision="32", progress=False, log=False, callbacks=[Spy()]).fit(
+        model, TensorLoader(x, y, 16), optimizer=opt, scheduler=sched)
+    assert len(used) == steps and history["lr"] == [used[-1]]
+    assert used[-1] < 1e-4 * 0.1  # one-cycle ends at max_lr / (div_factor * final_div_factor)

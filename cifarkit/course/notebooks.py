@@ -66,13 +66,15 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "02_freezing": {
         # with 1,024 training and 1,000 test images the CIFAR-10 gap between 0% and 30% frozen was
-        # inside the noise for some seeds; full: Adam at 1e-3 as in notebook 01, so that the frozen
-        # fraction is the only thing that changes
+        # inside the noise for some seeds, and with 2,000 test images on one seed (4) of five;
+        # val_images: the per-epoch curve on a class-balanced sample, the verdicts on all n_test
+        # images after the last epoch (paired). full: Adam at 1e-3 as in notebook 01, so that the
+        # frozen fraction is the only thing that changes
         # quick: 0%, 10% and 30% (its claims compare 0% with 30%, and 10% with 0% under ImageNet weights)
-        "quick": dict(n_train=2048, n_test=2000, epochs=3, batch_size=128, lr=1e-3,
+        "quick": dict(n_train=2048, n_test=5000, val_images=500, epochs=3, batch_size=128, lr=1e-3,
                       augment=False, weights="auto", fractions=(0.0, 0.1, 0.3), calibration_images=512,
                       mistake_steps=3, timing_rounds=10),
-        "full": dict(n_train=None, n_test=None, epochs=10, batch_size=128, lr=1e-3, augment=True,
+        "full": dict(n_train=None, n_test=None, val_images=None, epochs=10, batch_size=128, lr=1e-3, augment=True,
                      weights="imagenet", fractions=(0.0, 0.1, 0.2, 0.3), calibration_images=2048,
                      mistake_steps=3, timing_rounds=20),
     },
