@@ -35,13 +35,13 @@ def fake_records() -> Records:
 
 def test_render_each_kind_of_key():
     r = fake_records()
-    source = "`bench/lessons_quick.json`, 2 runs, Test CPU, 2 cores, 2026-01-02"
+    source = "`bench/lessons_quick.json`, 2 runs: synthetic seed 0; CIFAR-10 copy seed 0; Test CPU, 2 cores, 2026-01-02"
     assert render("runtime 05", r).startswith(
         "Its quick profile took 30 s on a 2-core CPU A (family 1, model 2; AVX2) (AVX2 only), where the whole "
         "quick suite took 10.0 min (2026-01-02) (`bench/cpu_modes.json`). No CPU with native bf16 has timed")
     assert render("sweep 05 ratio", r) == (f"In the recorded quick sweep ({source}) this claim's verdicts were: "
                                           "*holds* 1, *inconclusive* 1.")
-    assert render("sweep 05 ratio copy", r).endswith("1 runs on the CIFAR-10 copy, Test CPU, 2 cores, 2026-01-02) "
+    assert render("sweep 05 ratio copy", r).endswith("1 run: CIFAR-10 copy seed 0; Test CPU, 2 cores, 2026-01-02) "
                                                      "this claim's verdicts were: *inconclusive* 1.")
     assert render("values 05 ratio synthetic", r).endswith("the measured \u201cremoved / kept\u201d was 0.18 in every run.")
     assert render("notebook 05", r) == (f"In the recorded quick sweep ({source}) the 6 verdicts of this notebook's "
@@ -49,7 +49,7 @@ def test_render_each_kind_of_key():
     with pytest.raises(ValueError, match="data source 'cifar'"):
         render("sweep 05 ratio cifar", r)
     assert render("values 05 ratio", r).endswith("the measured \u201cremoved / kept\u201d ranged from 0.18 to 0.22.")
-    one = "`bench/lessons_quick.json`, 1 runs, Test CPU, 2 cores, 2026-01-02"
+    one = "`bench/lessons_quick.json`, 1 run: synthetic seed 0; Test CPU, 2 cores, 2026-01-02"
     assert render("values 05 gap", r) == f"In the recorded quick sweep ({one}) the difference was 20 points in every run."
     assert render("values 05 share", r).endswith("\u201cnever-seen share\u201d ranged from 69.5% to 69.6%.")
     assert render("speedrun timing", r) == "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"

@@ -104,10 +104,25 @@ def _claims(lessons: Mapping, nn: str, claim: str | None, source: str | None = N
     return found
 
 
-def _sweep_source(lessons: Mapping, runs: int, source: str | None = None) -> str:
-    machine = lessons.get("machine", "?")
-    on = f" on the {SOURCES[source]}{' set' if source == 'synthetic' else ''}" if source else ""
-    return f"`{LESSONS}`, {runs} runs{on}, {machine}, {str(lessons.get('measured', '?'))[:10]}"
+def _seed_list(seeds: list[int]) -> str:
+    """``0-4`` for a consecutive run of seeds, else ``0, 2, 5``."""
+    seeds = sorted(set(seeds))
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _sweep_source(lessons: Mapping, labels: list[str]) -> str:
+    """Where the sentence's numbers come from: the record, its runs by data source and seed (from
+    their labels, ``"synthetic seed 0"``), the machine and the date."""
+    seeds: dict[str, list[int]] = {}
+    for label in labels:
+        source, _, seed = label.rpartition(" seed ")
+        seeds.setdefault(source, []).append(int(seed))
+    runs = "; ".join(f"{source} seed{'s' if len(set(s)) > 1 else ''} {_seed_list(s)}"
+                     for source, s in seeds.items())
+    return (f"`{LESSONS}`, {len(labels)} run{'s' if len(labels) != 1 else ''}: {runs}; {lessons.get('machine', '?')}, "
+            f"{str(lessons.get('measured', '?'))[:10]}")
 
 
 #: the units that give a CPU native bf16 (the words `bench/cpu_modes.py` writes into a CPU's name)
@@ -177,14 +192,15 @@ def render(key: str, records: Records) -> str:
     if kind == "notebook" and len(words) == 2:
         lessons = records.get(LESSONS)
         found = _claims(lessons, words[1], None)
-        runs = len(_notebook_runs(lessons, words[1]))
+        runs = [label for label, _ in _notebook_runs(lessons, words[1])]
         return (f"In the recorded quick sweep ({_sweep_source(lessons, runs)}) the {len(found)} verdicts of "
                 f"this notebook's claims were: {_tally(found)}.")
     if kind == "sweep" and len(words) in (3, 4):
         lessons = records.get(LESSONS)
         source = words[3] if len(words) == 4 else None
         found = _claims(lessons, words[1], words[2], source)
-        return (f"In the recorded quick sweep ({_sweep_source(lessons, len(found), source)}) this claim's "
+        where = _sweep_source(lessons, [label for label, _ in found])
+        return (f"In the recorded quick sweep ({where}) this claim's "
                 f"verdicts were: {_tally(found)}.")
     if kind == "values" and len(words) in (3, 4):
         lessons = records.get(LESSONS)
@@ -200,7 +216,8 @@ def render(key: str, records: Records) -> str:
         lo, hi = (_fmt(min(nums), percent and not unit), _fmt(max(nums), percent and not unit))
         spread = f"was {lo}{unit} in every run" if lo == hi else f"ranged from {lo} to {hi}{unit}"
         what = what if what == "the difference" else f"the measured \u201c{what}\u201d"
-        return f"In the recorded quick sweep ({_sweep_source(lessons, len(tested), source)}) {what} {spread}."
+        where = _sweep_source(lessons, [label for label, _ in tested])
+        return f"In the recorded quick sweep ({where}) {what} {spread}."
     if kind == "speedrun" and len(words) == 5 and words[1] == "cell":
         table = _speedrun_table(records, words[2])
         rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table if line.startswith("|")]
