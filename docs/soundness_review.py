@@ -55,7 +55,7 @@ REVIEW: dict[str, tuple[str, str]] = {
     '01 grads-md bd27a335': ('background', "mathematics: the Jacobian's factor at a uniform prediction"),  # A reading aid: at the start the prediction is close ...
     '01 adam-md a15d8f1c': ('claim', 'uniform_shrink, first_step_shrink; Adam and SGD as background (no SGD run, said so)'),  # Two things to take from this. First, the ratio is ...
     '01 adam-md f86a6e64': ('background', "mathematics of the scaled loss's floor and gradient"),  # The seed of this course suggested scaling the softmax output
-    '01 scales-train-md 5e05c2af': ('background', 'how the scaled runs are trained'),  # A large scale makes a confident mistake *expensive* (the los
+    '01 scales-train-md 5e05c2af': ('computed', 'reads the scaled one-example table printed by cell one-example-scaled; then how the scaled runs are trained'),  # A large scale makes a confident mistake *expensive* (the los
     '01 scales-md 59420c91': ('background', 'what is saved for notebook 03; the check is printed by cell checkpoint'),  # Notebook 03 prunes a trained network. We save the logits ...
     '01 takeaways 40b44ba0': ('claim', 'summary of logits_beat_softmax, first_step_shrink, uniform_shrink; mathematics'),  # * `nn.CrossEntropyLoss` (and `F.cross_entropy`) take **logit
     '01 takeaways 973c5ad7': ('background', 'how verdicts are computed'),  # Each claim of this notebook, judged on this run's numbers. .
@@ -183,11 +183,11 @@ REVIEW: dict[str, tuple[str, str]] = {
     '07 invariants-md ae9e4749': ('background', 'what the invariants cell is'),  # The checks CI runs on every execution of this notebook.
     # paragraphs with recorded spans: the prose around the spans (second reading)
     '01 title d9b2a999': ('recorded', "profile sizes (the setup cell prints them) and the full profile's settings (course/notebooks.py)"),
-    '01 read-curves f2aa8a8d': ('recorded', "mathematics of the two losses; how the verdict is computed; open: 'sized until holds on the synthetic set and on the CIFAR-10 copy' is what bench/lessons_quick.json holds, but its span does not name the sources (docs/soundness-seed5.md)"),
-    '01 scales-md 130db2c4': ('recorded', "mathematics of a scaled softmax; the scaled runs' test accuracies are printed by cell scales, not claimed; the advice"),
+    '01 read-curves f2aa8a8d': ('recorded', "mathematics of the two losses; how the verdict is computed; 'sized until holds on the synthetic set and on the CIFAR-10 copy' is backed by the span, which names the runs by source and seed"),
+    '01 scales-md 9edef27a': ('recorded', "mathematics of a scaled softmax (scale 100: full profile only); the scaled runs' test accuracies and the best scale's test comparison with logits are printed by cell scales-plot, not claimed; scaling_fits_better generated; the advice"),
     '02 title 58a092c0': ('recorded', 'the cases (background); which claims were checked on which source is generated'),
     '02 title ed5332ef': ('recorded', "the profiles' settings (course/notebooks.py)"),
-    '02 discuss-md dbc50e86': ('recorded', "the case analysis and the claims it names; open: 'sized until the random-init claim held on both' is what bench/lessons_quick.json holds, but its span gives the values, not the sources (docs/soundness-seed5.md)"),
+    '02 discuss-md dbc50e86': ('recorded', "the case analysis and the claims it names; 'sized until the random-init claim held on both' is backed by the span, which names the runs by source and seed"),
     '03 title edfa132f': ('recorded', 'when the notebook fine-tunes its own model (course/notebooks.py)'),
     '03 train-read 95316a96': ('recorded', "the masks' mechanics; retrained10_free; the 20/30% changes and model (b) per case are printed by the cell below it (re-read against seed 5, synthetic)"),
     '04 title c4a9390a': ('recorded', "when the notebook rebuilds notebook 03's model (course/notebooks.py)"),

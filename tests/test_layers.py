@@ -213,3 +213,29 @@ if __name__ == "__main__":
     for name, n in sorted(found.items(), key=lambda kv: -kv[1]):
         print(f"{n:6d}  {name}")
     print(f"{sum(found.values()):6d}  total, {len(found)} modules")
+
+
+#: what docstrings of the other styles look like: a numpy-style section underline, Sphinx roles and fields
+FOREIGN_DOCSTRING = re.compile(r"^\s*(?:Parameters|Returns|Raises|Yields|Attributes|Examples|Notes|See Also)\s*\n\s*-{3,}\s*$"
+                               r"|:(?:func|class|meth|data|mod|attr):`|^\s*:(?:param|returns?|rtype)\b", re.M)
+
+
+def foreign_docstrings(root: Path) -> list[str]:
+    """``file:line name`` of each docstring under `root` written in a style other than docs/CONTRACTS.md's."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node, clean=False)
+                if doc and FOREIGN_DOCSTRING.search(doc):
+                    found.append(f"{path}:{getattr(node, 'lineno', 1)} {getattr(node, 'name', '<module>')}")
+    return found
+
+
+def test_docstrings_are_one_style(tmp_path):
+    """Prose plus a Google ``Args:`` block (docs/CONTRACTS.md): no numpy sections, no Sphinx roles."""
+    assert foreign_docstrings(PACKAGE) == []
+    (tmp_path / "numpy_style.py").write_text('def f(x):\n    """Sum.\n\n    Parameters\n    ----------\n    x: a number\n    """\n')
+    (tmp_path / "sphinx_style.py").write_text('"""See :func:`f`."""\n')
+    assert len(foreign_docstrings(tmp_path)) == 2

@@ -74,7 +74,7 @@ _FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
 
 @dataclass
 class Book:
-    """What :func:`build_book` wrote: the site folder, its pages, Sphinx's warnings and the
+    """What `build_book` wrote: the site folder, its pages, Sphinx's warnings and the
     references in the pages that point outside the site (empty when it is offline)."""
 
     site: Path

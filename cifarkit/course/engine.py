@@ -1,7 +1,7 @@
 """Run notebooks on Dask: ``cifarkit run --workers N`` (a `LocalCluster` on this machine) or
 ``--scheduler ADDRESS`` (a cluster that is already running), one run folder or many (a sweep).
 
-The entry point is :func:`run_batch`: a list of runs, each a folder and its parameters, executed
+The entry point is `run_batch`: a list of runs, each a folder and its parameters, executed
 by Dask workers; every run folder gets the report `cifarkit.course.runner.run_notebooks` writes (the same
 ``summary.json``, ``summary.md`` and figures), in which each notebook names the worker that ran it.
 Without ``workers`` and ``scheduler`` it is `run_notebooks`, one run after another, unchanged.
@@ -593,7 +593,7 @@ def run_batch(notebooks_dir: str | os.PathLike, runs: Sequence[tuple[str | os.Pa
               time_limit: float | None = None, progress: bool = True,
               labels: Sequence[str] | None = None) -> list[RunResult]:
     """Run the selected notebooks once per run, each run a ``(folder, parameters)`` pair; return
-    one :class:`~cifarkit.course.runner.RunResult` per run, in order.
+    one `~cifarkit.course.runner.RunResult` per run, in order.
 
     Every folder must be new or empty, and gets what `run_notebooks` writes into its run directory.
     With `workers` (a LocalCluster of that many single-thread worker processes on 127.0.0.1) or

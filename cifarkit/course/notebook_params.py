@@ -294,15 +294,15 @@ def parse_cli_parameters(items: Sequence[str] | None,
     """Parse ``["NAME=VALUE", ...]`` from the command line into a dict.
 
     ``notebook_params`` says which names the notebooks take. It may be the
-    output of :func:`notebook_parameters` (``{notebook: {name: ParamSpec}}``),
+    output of `notebook_parameters` (``{notebook: {name: ParamSpec}}``),
     a single notebook's ``{name: ParamSpec}``, papermill's raw
     ``inspect_notebook`` dict, or a plain ``{name: default value}``; ``None``
     skips name checks.
 
-    A name in ``schema`` (default: :data:`cifarkit.course.params.SCHEMA`) is read
+    A name in ``schema`` (default: `cifarkit.course.params.SCHEMA`) is read
     and checked by its schema entry (``none``/``null``, ``true``/``false``, a
     Python literal or JSON, else the plain text; see
-    :meth:`cifarkit.course.params.Spec.parse`), so ``epochs=abc``, ``epochs=0`` or
+    `cifarkit.course.params.Spec.parse`), so ``epochs=abc``, ``epochs=0`` or
     ``data_source=bogus`` fail here with a message saying what is accepted.
     Any other name is parsed with the type of the notebook default:
 
@@ -313,10 +313,10 @@ def parse_cli_parameters(items: Sequence[str] | None,
     * default ``None`` or unknown: ``None``/``null``, ``true``/``false``,
       then a Python literal or JSON, else the plain string;
 
-    :func:`run_notebooks` then refuses notebooks whose parameters are not
+    `run_notebooks` then refuses notebooks whose parameters are not
     all in the schema.
 
-    Raises :class:`ParameterError` for an item without ``=``, a name that
+    Raises `ParameterError` for an item without ``=``, a name that
     is not an identifier, a name given twice, ``profile`` (use the profile
     argument), an unknown name, or a value that does not fit.
     """
@@ -400,7 +400,7 @@ def parse_cli_sweep(items: Sequence[str] | None,
     that takes lists (``seeds``, ``widths``) must bracket each list: ``seeds=[0,1,2]`` is one list,
     ``seeds=[0,1],[2]`` a sweep over two lists, and ``seeds=0,1,2`` is refused as ambiguous (it was
     one list before sweeps existed). A value repeated within one sweep is refused, and so is a name
-    given twice. Raises :class:`ParameterError` before anything runs.
+    given twice. Raises `ParameterError` before anything runs.
     """
     schema = SCHEMA if schema is None else schema
     kinds = _kinds_by_name(notebook_params)
@@ -460,7 +460,7 @@ def plan_parameters(specs: Mapping[str, Mapping[str, ParamSpec]],
                      profile: str,
                      schema: Mapping[str, Spec] | None = None) -> dict[str, dict[str, Any]]:
     """Validate ``parameters`` (and the notebooks against the schema); return what to inject
-    into each notebook. Raises :class:`ParameterError` before anything runs."""
+    into each notebook. Raises `ParameterError` before anything runs."""
     schema = SCHEMA if schema is None else schema
     if parameters is None:
         parameters = {}

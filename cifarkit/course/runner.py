@@ -1,6 +1,6 @@
 """Run the course notebooks headless with papermill and write a report.
 
-The entry point is :func:`run_notebooks`. It executes every selected notebook
+The entry point is `run_notebooks`. It executes every selected notebook
 (``notebooks/NN_name.ipynb``) into a fresh run directory, keeps going when one
 fails, pulls every PNG figure out of the executed copies and writes
 ``summary.json`` plus a readable ``summary.md``.
@@ -23,15 +23,15 @@ Parameter rules
   of at least one selected notebook (as reported by
   ``papermill.inspect_notebook``). It is injected *only* into the notebooks
   that declare it, so ``epochs=5`` reaches the training notebooks and leaves
-  the others alone. An unknown name raises :class:`ParameterError` listing
+  the others alone. An unknown name raises `ParameterError` listing
   the valid names.
 * Every value is checked against the parameter schema,
-  :data:`cifarkit.course.params.SCHEMA` (type, range or choices, None allowed or
+  `cifarkit.course.params.SCHEMA` (type, range or choices, None allowed or
   not), before any kernel starts: ``epochs=abc``, ``epochs=0``,
   ``data_source=bogus`` or ``weights=bogus`` fail at once with one line
   naming the parameter, the value and what is accepted. A string value for a
   non-string parameter is read as on the command line (see
-  :func:`parse_cli_parameters`). A selected notebook that declares a
+  `parse_cli_parameters`). A selected notebook that declares a
   parameter the schema lacks, or whose default does not fit its entry, is
   refused the same way. ``run_notebooks(schema=...)`` swaps in another
   schema (the tests do, for their fixture notebooks).
@@ -57,15 +57,15 @@ Each notebook's kernel sees these variables (restored when the run ends):
   (it honours ``CIFARKIT_OFFLINE=1`` and a ``CIFARKIT_NETWORK`` already set
   in the caller's environment without probing); otherwise the variable is left
   unset and each notebook decides for itself. When the answer is ``0`` the
-  run's first line says so (:data:`OFFLINE_LINE`), once.
+  run's first line says so (`OFFLINE_LINE`), once.
 
 On Dask
 -------
 ``cifarkit run --workers N`` / ``--scheduler ADDRESS`` and sweeps (``-p seed=0,1,2``) go through
-:func:`cifarkit.course.engine.run_batch`, which runs each notebook with the functions below
-(:func:`execute_notebook`, :func:`notebook_result`, :func:`write_report`) on a Dask worker, with the
+`cifarkit.course.engine.run_batch`, which runs each notebook with the functions below
+(`execute_notebook`, `notebook_result`, `write_report`) on a Dask worker, with the
 same kernel environment plus its share of the cores (``OMP_NUM_THREADS``), and writes the same
-report with a Worker column. Without those, ``cifarkit run`` is :func:`run_notebooks`, unchanged.
+report with a Worker column. Without those, ``cifarkit run`` is `run_notebooks`, unchanged.
 
 Kernels talk to the runner over CurveZMQ-encrypted sockets when pyzmq and
 the kernelspec support it (ipykernel >= 7 kernelspecs do), which is also what
@@ -292,7 +292,7 @@ def _isatty(stream: Any) -> bool:
 
 @dataclass
 class RunResult:
-    """The outcome of :func:`run_notebooks`."""
+    """The outcome of `run_notebooks`."""
 
     run_dir: Path
     notebooks: list[NotebookResult]
@@ -496,43 +496,31 @@ def run_notebooks(notebooks_dir: str | os.PathLike = "notebooks", profile: str =
                   schema: Mapping[str, Spec] | None = None) -> RunResult:
     """Execute the course notebooks headless and write a run report.
 
-    Parameters
-    ----------
-    notebooks_dir:
-        Folder with the ``NN_name.ipynb`` notebooks.
-    profile:
-        Injected as the ``profile`` parameter of every notebook.
-    only:
-        Prefixes such as ``["01", "05"]`` selecting notebooks by file name.
-    out:
-        Run directory. Default: a new ``runs/<YYYYmmdd-HHMMSS>-<profile>/``
-        (``-2``, ``-3``, ... when the name is taken). An existing non-empty
-        directory is refused.
-    parameters:
-        Extra ``{name: value}`` parameters (already parsed, e.g. with
-        :func:`parse_cli_parameters`). See the module docstring for the
-        injection rules; problems raise :class:`ParameterError` before any
-        notebook runs.
-    progress:
-        Print one line per finished notebook (name, status, seconds), plus
-        a tqdm bar on stderr when stderr is a terminal.
-    kernel_name:
-        Jupyter kernel to use; default: the one in each notebook's metadata.
-    schema:
-        Parameter schema, ``{name: cifarkit.course.params.Spec}``; default
-        :data:`cifarkit.course.params.SCHEMA`. Every parameter of every selected
-        notebook must be in it.
+    Args:
+        notebooks_dir: folder with the ``NN_name.ipynb`` notebooks.
+        profile: injected as the ``profile`` parameter of every notebook.
+        only: prefixes such as ``["01", "05"]`` selecting notebooks by file name.
+        out: run directory. Default: a new ``runs/<YYYYmmdd-HHMMSS>-<profile>/`` (``-2``, ``-3``, ...
+            when the name is taken). An existing non-empty directory is refused.
+        parameters: extra ``{name: value}`` parameters (already parsed, e.g. with
+            `parse_cli_parameters`). See the module docstring for the injection rules; problems
+            raise `ParameterError` before any notebook runs.
+        progress: print one line per finished notebook (name, status, seconds), plus a tqdm bar
+            on stderr when stderr is a terminal.
+        kernel_name: Jupyter kernel to use; default: the one in each notebook's metadata.
+        schema: parameter schema, ``{name: cifarkit.course.params.Spec}``; default
+            `cifarkit.course.params.SCHEMA`. Every parameter of every selected notebook must be in it.
 
     Every argument is checked before anything is created or any kernel
     starts (``TypeError``/``ValueError``/``OSError`` with one line naming the
     argument).
 
     A failing notebook does not stop the others. Returns a
-    :class:`RunResult`; ``result.ok`` is False if any notebook failed.
+    `RunResult`; ``result.ok`` is False if any notebook failed.
     On Ctrl-C the run stops after the current notebook (marked failed), the
     summary of what ran is written, and ``KeyboardInterrupt`` is re-raised.
     The notebooks run one after another in this process;
-    :func:`cifarkit.course.engine.run_batch` runs them on Dask workers (``cifarkit
+    `cifarkit.course.engine.run_batch` runs them on Dask workers (``cifarkit
     run --workers N`` / ``--scheduler ADDRESS``) and sweeps.
     """
     from tqdm.auto import tqdm
@@ -599,12 +587,12 @@ def main_run(args: Any) -> int:
     """Run ``cifarkit run`` from parsed arguments; return the exit status.
 
     ``args`` needs ``profile``, ``only`` (comma-separated prefixes or None),
-    ``out``, ``notebooks`` (None: :func:`default_notebooks_dir`) and
+    ``out``, ``notebooks`` (None: `default_notebooks_dir`) and
     ``parameter`` (list of ``NAME=VALUE``); ``kernel``, ``schema``,
     ``workers``, ``scheduler`` and ``time_limit`` are optional. A ``-p`` value
-    with commas is a sweep (:mod:`cifarkit.course.sweep`); ``workers``/``scheduler``
-    run the notebooks on Dask (:mod:`cifarkit.course.engine`); without either, and
-    without a sweep, this is :func:`run_notebooks`. Bad input raises
+    with commas is a sweep (`cifarkit.course.sweep`); ``workers``/``scheduler``
+    run the notebooks on Dask (`cifarkit.course.engine`); without either, and
+    without a sweep, this is `run_notebooks`. Bad input raises
     ``ValueError``/``OSError`` before anything runs. Returns 0 when every
     notebook passed, 1 otherwise (the failures are printed to stderr).
     """

@@ -1,7 +1,7 @@
 """Turn a notebook run into reveal.js slide decks.
 
-:func:`build_slides` reads a run directory written by
-:func:`cifarkit.course.runner.run_notebooks` and writes, into
+`build_slides` reads a run directory written by
+`cifarkit.course.runner.run_notebooks` and writes, into
 ``<out_dir>/<run name>/``:
 
 * ``<stem>.slides.html``: one deck per executed notebook, made with

@@ -124,7 +124,7 @@ def claims_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list
 
 @dataclass
 class SweepResult:
-    """The outcome of :func:`run_sweep`: one RunResult per combination, in order."""
+    """The outcome of `run_sweep`: one RunResult per combination, in order."""
 
     runs: list[RunResult]
     labels: list[str]
