@@ -1,6 +1,6 @@
 """Do the lessons hold? Run every notebook's quick profile for several seeds on both data sources.
 
-    python bench/lessons.py                         # 3 seeds x (synthetic, CIFAR-10 copy), all notebooks
+    python bench/lessons.py                         # the sized seeds x (synthetic, CIFAR-10 copy), all notebooks
     python bench/lessons.py --only 01,03 --seeds 0 1 --sources synthetic
     python bench/lessons.py --profile full --sources cifar10-unverified --seeds 0   # the full profiles
     python bench/lessons.py --workers 2             # two notebooks at a time, 1 thread each
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from cifarkit.course.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE  # noqa: E402
 from cifarkit.course.sweep import claims_table as table, collect  # noqa: E402,F401  (the claim x run table)
+from cifarkit.course.notebooks import SIZED_SEEDS  # noqa: E402  (the seeds the course asserts its verdicts on)
 
 SOURCES = ("synthetic", "cifar10-unverified")
 
@@ -129,7 +130,7 @@ def render(summary: dict) -> list[str]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="quick", choices=("quick", "full"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SIZED_SEEDS))
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument("--only", help="notebook prefixes, e.g. 01,03")
     p.add_argument("--out", default=str(HERE / "runs" / "lessons"))

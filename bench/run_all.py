@@ -175,14 +175,17 @@ def memory_section() -> list[str]:
 
 
 def lessons_section(measure: bool = True) -> list[str]:
-    """Section 6: run every quick profile for 3 seeds x 2 sources (`measure`), or table what
+    """Section 6: run every quick profile for `bench/lessons.py`'s default seeds and sources (`measure`), or table what
     bench/lessons_quick.json recorded (each `python bench/lessons.py` sweep merges into it)."""
     path = HERE / "lessons_quick.json"
     if measure:
         lessons.main([])
     if not path.is_file():
         return []
-    return ["## 6. Do the lessons hold? (bench/lessons.py: quick profile, 3 seeds x 2 data sources)", "",
+    runs = list(json.loads(path.read_text()).get("runs", {}))
+    seeds = len({label.rpartition(" seed ")[2] for label in runs})
+    sources = len({label.rpartition(" seed ")[0] for label in runs})
+    return [f"## 6. Do the lessons hold? (bench/lessons.py: quick profile, {seeds} seeds x {sources} data sources)", "",
             "Every notebook's claims, with the verdict each run computed from its own numbers (`holds`, "
             "**FAILS** = does not hold, *inconclusive*, n/t = not testable here; `-`: the notebook version "
             "of that run did not state the claim). A benchmark, not a test.", "",

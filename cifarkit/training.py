@@ -136,7 +136,7 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None, precision: str
     tensor (on the CPU) saying which images were classified right, in loader order, for paired
     comparisons of two models on the same images (`cifarkit.course.claims.Estimate.paired`).
     The model's train/eval mode is restored.
-    Notebook 03 introduces it.
+    Notebook 02 introduces it.
     """
     tta_shift = non_negative_int("tta_shift", tta_shift)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -286,9 +286,8 @@ class Trainer:
 
     def _train_one_epoch(self) -> dict:
         """One pass over the training batches: a step per batch, the scheduler, the callbacks.
-        Loss and accuracy are summed on the device (`_RunningSums`) and read once, at the end.
-        The record's ``lr`` is the rate the epoch's last step used (the first parameter group's),
-        not the one a scheduler set after it for a step that may never come."""
+        Loss and accuracy are summed on the device (`_RunningSums`) and read once, at the end. The
+        record's ``lr`` is the (first group's) rate of the epoch's last step, not the next one's."""
         self.model.train()
         sums = _RunningSums(self.device)
         per_batch = _steps_per_batch(self.scheduler, self.scheduler_interval)
