@@ -67,6 +67,7 @@ def test_needs_makes_a_claim_untestable_with_its_reason():
     claims.check()  # an untestable claim is never an assertion failure
     assert "where testable: With ImageNet weights the head ends near 84%" in claims.text()
     assert "Where testable: With ImageNet weights" in claims.markdown()
+    assert "90.0%" not in claims.markdown() and "90.0%" not in claims.text()  # random-init evidence, another case's
     assert c.to_dict()["elsewhere"].endswith("(source: the seed's log)")
 
 

@@ -465,7 +465,9 @@ def md_cell(text: Any) -> str:
 
 
 def claims_markdown(claims: Iterable[Mapping[str, Any]]) -> list[str]:
-    """A notebook's verdict table: claim | verdict (with its reason) | evidence | case."""
+    """A notebook's verdict table: claim | verdict (with its reason) | evidence | case. A claim not
+    testable here shows no evidence: what this run measured answers another case's question (e.g.
+    random filters for a claim about ImageNet features), as in `Claims.text`."""
     claims = list(claims)
     if not claims:
         return []
@@ -475,7 +477,8 @@ def claims_markdown(claims: Iterable[Mapping[str, Any]]) -> list[str]:
         if c["verdict"] == NOT_TESTABLE and c.get("elsewhere"):
             verdict += f". Where testable: {c['elsewhere']}"
         lines.append(f"| {md_cell(c['statement'])} | {md_cell(verdict)} | "
-                     f"{md_cell(c.get('evidence') or '-')} | {md_cell(c.get('case') or '-')} |")
+                     f"{md_cell((c['verdict'] != NOT_TESTABLE and c.get('evidence')) or '-')} | "
+                     f"{md_cell(c.get('case') or '-')} |")
     lines.append("")
     return lines
 
