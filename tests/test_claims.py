@@ -110,6 +110,23 @@ def test_case_text_and_run_case():
                                                          data.classes, "cifar10-unverified"),
                        weights="imagenet")
     assert real.imagenet and "partly JPEG" in str(real) and "full profile" in str(real)
+    chain = ck.run_case({"name": "quick"}, data, weights="notebook 03 (started from ImageNet weights)")
+    assert str(chain) == "SYNTHETIC data, notebook 03 (started from ImageNet weights), quick profile"
+    assert not chain.imagenet  # notebook 04's models are 03's, whatever the chain started from
+
+
+@pytest.mark.parametrize("available, weights, expected", [
+    (False, "auto", "random init"), (True, "auto", "ImageNet weights"), (True, "imagenet", "ImageNet weights"),
+    (True, None, "random init")])
+def test_finetune_start_names_the_chains_first_weights(monkeypatch, available, weights, expected):
+    from cifarkit import weights as weights_module
+
+    def state_dict(arch):
+        if not available:
+            raise weights_module.WeightsUnavailableError(f"no {arch} weights offline")
+        return {}
+    monkeypatch.setattr(weights_module, "imagenet_state_dict", state_dict)
+    assert ck.course.finetune_start({"finetune": {"weights": weights}}) == expected
 
 
 def test_table_dict_and_bad_input():

@@ -10,10 +10,11 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from . import lesson02, lesson03, notebooks, records
-    from .notebooks import (ABLATION_BLOCKS, FINETUNE, FINETUNED_CHECKPOINT, PROFILES, artifact, finetuned_resnet18,
-                            notebook_profiles, pruned_artifact, setup)
+    from .notebooks import (ABLATION_BLOCKS, FINETUNE, FINETUNED_CHECKPOINT, PROFILES, artifact, finetune_start,
+                            finetuned_resnet18, notebook_profiles, pruned_artifact, setup)
 
-__all__ = ["ABLATION_BLOCKS", "FINETUNE", "FINETUNED_CHECKPOINT", "PROFILES", "artifact", "finetuned_resnet18",
-           "lesson02", "lesson03", "notebook_profiles", "notebooks", "pruned_artifact", "records", "setup"]
+__all__ = ["ABLATION_BLOCKS", "FINETUNE", "FINETUNED_CHECKPOINT", "PROFILES", "artifact", "finetune_start",
+           "finetuned_resnet18", "lesson02", "lesson03", "notebook_profiles", "notebooks", "pruned_artifact",
+           "records", "setup"]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__, __all__)

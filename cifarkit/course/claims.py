@@ -258,7 +258,7 @@ def run_case(cfg, data, weights: str | None = None) -> RunCase:
     elif text.startswith("imagenet"):
         init = "imagenet"
     else:
-        init = "trained" if text.startswith("file:") else text
+        init = "trained" if text.startswith("file:") else str(weights)  # e.g. "notebook 03, ..."
     changed = tuple((name, _frozen(value), _frozen(default))
                     for name, (value, default) in (cfg.get("changed") or {}).items())
     return RunCase(data=data.source, init=init, profile=cfg.get("name", "quick"), seed=cfg.get("seed", 0),

@@ -192,6 +192,21 @@ def pruned_artifact(cfg, amount: float) -> Path:
     return artifact(cfg, f"resnet18_pruned{round(100 * amount)}")
 
 
+def finetune_start(cfg) -> str:
+    """Where notebook 01's recipe (``cfg["finetune"]``, `FINETUNE`) starts on this machine, in a
+    case's words: "ImageNet weights" when its ``weights`` resolve to them here, else "random init".
+    Notebook 04 names the start of the 01 -> 03 -> 04 chain with it in its case."""
+    from ..weights import WeightsUnavailableError, imagenet_state_dict
+
+    if cfg["finetune"]["weights"] in ("imagenet", "auto"):
+        try:
+            imagenet_state_dict("resnet18")
+            return "ImageNet weights"
+        except WeightsUnavailableError:  # "auto" falls back to random weights, as in notebook 01
+            pass
+    return "random init"
+
+
 def finetuned_resnet18(cfg, data, test_loader, title: str = "fine-tuning"):
     """Notebook 01's fine-tuned `ResNetForCifar` and where it came from: ``(model, "notebook 01")``
     when 01's checkpoint is in the artifacts folder, else ``(model, "fine-tuned here")``, trained
