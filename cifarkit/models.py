@@ -62,6 +62,30 @@ def checkpoint_stem(path) -> str:
     return "cifar" if conv1.shape[-1] == 3 else "imagenet"
 
 
+class CoveringConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that skips the kernel taps which meet only zero padding, when its window
+    covers the whole input and gives one output pixel.
+
+    With the ImageNet stem a 32x32 image reaches ``layer4`` of a ResNet-18 as 1x1 pixels (its first
+    convolution sees 2x2 at stride 2). A 3x3 convolution with padding 1 then multiplies 8 of its 9
+    taps by padding zeros only: the never-seen weights of notebook 03. Those products are exactly
+    zero, so the kernel cropped to the taps that meet the input gives the same output, and the same
+    gradients (exactly zero for the skipped taps); on a CPU the full kernel's backward pass costs
+    many times more (bench/results.md, section 8). The parameters, the state dict and pruning are
+    those of ``nn.Conv2d``; any other input size runs the ordinary convolution.
+    `ResNetForCifar` uses it for every convolution of its body.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if self.padding_mode == "zeros" and isinstance(self.padding, tuple) and self.dilation == (1, 1):
+            (kh, kw), (ph, pw), (sh, sw) = self.kernel_size, self.padding, self.stride
+            one_output = 0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw
+            if one_output and ph + h <= kh and pw + w <= kw:  # the window holds the whole input
+                return F.conv2d(x, self.weight[:, :, ph:ph + h, pw:pw + w], self.bias, groups=self.groups)
+        return super().forward(x)
+
+
 class ResNetForCifar(nn.Module):
     """torchvision's ResNet-18 body (conv1 ... avgpool, flattened) and a 512-100-10 MLP head.
 
@@ -104,6 +128,9 @@ class ResNetForCifar(nn.Module):
                  "avgpool"]
         self.body = nn.Sequential(OrderedDict([(n, getattr(tv, n)) for n in names]
                                               + [("flatten", nn.Flatten(1))]))
+        for module in self.body.modules():  # same parameters; skips taps that meet only padding
+            if type(module) is nn.Conv2d:
+                module.__class__ = CoveringConv2d
         self.head = nn.Sequential(nn.Linear(512, 100), nn.ReLU(inplace=True), nn.Linear(100, 10))
         self.softmax_output = bool(softmax_output)
         self.stem = stem

@@ -15,7 +15,7 @@ from torchvision.models.resnet import Bottleneck
 import cifarkit.download as download
 import cifarkit.weights as weights
 from cifarkit.freezing import frozen_norm_layers, set_frozen_bn_eval, unfreeze, unfreeze_all
-from cifarkit.models import (GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottleneck,
+from cifarkit.models import (CoveringConv2d, GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottleneck,
                              ResNetForCifar, SmallBlock, SmallResNet, remove_skip_connections,
                              resnet152_transfer)
 from cifarkit.weights import WeightsUnavailableError, apply_weights, imagenet_weights_path
@@ -69,6 +69,65 @@ def test_resnet_for_cifar_structure_and_outputs():
     assert torch.allclose(probs, logits.softmax(1))
     assert torch.allclose(probs.sum(1), torch.ones(2))
     assert not torch.allclose(logits.sum(1), torch.ones(2))
+
+
+@pytest.mark.parametrize("in_ch, out_ch, kernel, stride, padding, side", [
+    (8, 16, 3, 1, 1, 1),   # layer4 of the ImageNet stem at 32x32: 1x1 pixels, only the centre tap meets data
+    (8, 16, 3, 2, 1, 2),   # layer4's first convolution: 2x2 at stride 2, one output pixel from 4 taps
+    (8, 16, 3, 1, 1, 2),   # 2x2 at stride 1: every tap meets data, the ordinary path
+    (8, 16, 1, 2, 0, 2),   # the 1x1 downsample
+    (8, 16, 5, 1, 2, 1),   # a 5x5 kernel on 1x1 pixels
+    (8, 16, (3, 1), 1, (1, 0), 1),
+])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_covering_conv_matches_the_full_convolution(in_ch, out_ch, kernel, stride, padding, side, channels_last):
+    torch.manual_seed(0)
+    plain = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)
+    covering = copy.deepcopy(plain)
+    covering.__class__ = CoveringConv2d
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    plain, covering = plain.to(memory_format=fmt), covering.to(memory_format=fmt)
+    x = torch.randn(4, in_ch, side, side).to(memory_format=fmt).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    out, out2 = plain(x), covering(x2)
+    assert out.shape == out2.shape
+    torch.testing.assert_close(out2, out)
+    g = torch.randn_like(out)
+    out.backward(g)
+    out2.backward(g)
+    torch.testing.assert_close(x2.grad, x.grad)
+    torch.testing.assert_close(covering.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(covering.bias.grad, plain.bias.grad)
+    if side == 1:  # the taps that meet only padding get exactly zero gradient, as in the full convolution
+        kh, kw = covering.kernel_size
+        ph, pw = covering.padding
+        outer = torch.ones(kh, kw, dtype=torch.bool)
+        outer[ph, pw] = False
+        assert covering.weight.grad[:, :, outer].abs().max() == 0
+
+
+def test_covering_conv_takes_the_cropped_path_only_where_the_window_covers_the_input(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nn.Conv2d, "forward", lambda self, x: calls.append(tuple(x.shape[-2:])) or
+                        F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+    conv = CoveringConv2d(4, 4, 3, padding=1)
+    conv(torch.randn(2, 4, 1, 1))
+    assert calls == []  # cropped: nn.Conv2d.forward never ran
+    conv(torch.randn(2, 4, 3, 3))
+    assert calls == [(3, 3)]
+    model = ResNetForCifar()
+    assert all(type(m) is CoveringConv2d for m in model.body.modules() if isinstance(m, nn.Conv2d))
+    plain = copy.deepcopy(model)
+    for m in plain.body.modules():
+        if type(m) is CoveringConv2d:
+            m.__class__ = nn.Conv2d
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    losses = [F.cross_entropy(m(x), y) for m in (model, plain)]
+    torch.testing.assert_close(losses[0], losses[1])
+    for loss in losses:
+        loss.backward()
+    for (name, a), b in zip(model.named_parameters(), plain.parameters()):  # float rounding, nothing more
+        assert (a.grad - b.grad).abs().max() <= 1e-4 * b.grad.abs().max(), name
 
 
 def test_imagenet_read_from_hub_cache_without_download(offline, tmp_path):
