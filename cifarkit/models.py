@@ -11,6 +11,8 @@
   input-dependent gates.
 * `SpeedrunNet`: the compact residual net of the speedrun notebook, with a whitened stem
   (`patch_whitening_filters`).
+* `CoveringConv2d` / `cover_padding_taps`: convolutions that skip the kernel taps which meet only
+  zero padding (``layer4`` of `ResNetForCifar` on 32x32 images), for speed.
 
 Pretrained weights (``weights=None / "imagenet" / "auto" / a path``) are loaded by
 `cifarkit.weights.apply_weights`; each model built with them records ``model.weights_source``.
@@ -73,7 +75,7 @@ class CoveringConv2d(nn.Conv2d):
     gradients (exactly zero for the skipped taps); on a CPU the full kernel's backward pass costs
     many times more (bench/results.md, section 8). The parameters, the state dict and pruning are
     those of ``nn.Conv2d``; any other input size runs the ordinary convolution.
-    `ResNetForCifar` uses it for every convolution of its body.
+    `cover_padding_taps` converts a model's convolutions.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,6 +86,20 @@ class CoveringConv2d(nn.Conv2d):
             if one_output and ph + h <= kh and pw + w <= kw:  # the window holds the whole input
                 return F.conv2d(x, self.weight[:, :, ph:ph + h, pw:pw + w], self.bias, groups=self.groups)
         return super().forward(x)
+
+
+def cover_padding_taps(model: nn.Module) -> nn.Module:
+    """Turn every plain ``nn.Conv2d`` of `model` into a `CoveringConv2d`, in place, and return it.
+
+    The outputs and gradients stay those of the plain convolutions up to float rounding, but the
+    rounding differs, so a training run takes a slightly different path: the course's quick
+    profiles were sized without it, and its notebooks do not call it. Use it for speed, e.g.
+    ``cover_padding_taps(ResNetForCifar())`` on 32x32 images with the ImageNet stem.
+    """
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = CoveringConv2d
+    return model
 
 
 class ResNetForCifar(nn.Module):
@@ -128,9 +144,6 @@ class ResNetForCifar(nn.Module):
                  "avgpool"]
         self.body = nn.Sequential(OrderedDict([(n, getattr(tv, n)) for n in names]
                                               + [("flatten", nn.Flatten(1))]))
-        for module in self.body.modules():  # same parameters; skips taps that meet only padding
-            if type(module) is nn.Conv2d:
-                module.__class__ = CoveringConv2d
         self.head = nn.Sequential(nn.Linear(512, 100), nn.ReLU(inplace=True), nn.Linear(100, 10))
         self.softmax_output = bool(softmax_output)
         self.stem = stem

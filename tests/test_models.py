@@ -16,8 +16,8 @@ import cifarkit.download as download
 import cifarkit.weights as weights
 from cifarkit.freezing import frozen_norm_layers, set_frozen_bn_eval, unfreeze, unfreeze_all
 from cifarkit.models import (CoveringConv2d, GatedBlock, GatedCNN, NoSkipBasicBlock, NoSkipBottleneck,
-                             ResNetForCifar, SmallBlock, SmallResNet, remove_skip_connections,
-                             resnet152_transfer)
+                             ResNetForCifar, SmallBlock, SmallResNet, cover_padding_taps,
+                             remove_skip_connections, resnet152_transfer)
 from cifarkit.weights import WeightsUnavailableError, apply_weights, imagenet_weights_path
 
 
@@ -115,12 +115,11 @@ def test_covering_conv_takes_the_cropped_path_only_where_the_window_covers_the_i
     assert calls == []  # cropped: nn.Conv2d.forward never ran
     conv(torch.randn(2, 4, 3, 3))
     assert calls == [(3, 3)]
-    model = ResNetForCifar()
-    assert all(type(m) is CoveringConv2d for m in model.body.modules() if isinstance(m, nn.Conv2d))
-    plain = copy.deepcopy(model)
-    for m in plain.body.modules():
-        if type(m) is CoveringConv2d:
-            m.__class__ = nn.Conv2d
+    plain = ResNetForCifar()
+    assert not any(type(m) is CoveringConv2d for m in plain.modules())  # the course's default
+    model = cover_padding_taps(copy.deepcopy(plain))
+    assert all(type(m) is CoveringConv2d for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert model.state_dict().keys() == plain.state_dict().keys()
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     losses = [F.cross_entropy(m(x), y) for m in (model, plain)]
     torch.testing.assert_close(losses[0], losses[1])
