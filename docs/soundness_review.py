@@ -46,7 +46,15 @@ data_source=cifar10-unverified`, 7/7 ok, 51 claims hold, 7 not testable; same CP
 contradicted; the paragraphs it found unsupported or wrong for a case (02 calibrate-md, train-md,
 verdicts-md; 04 regrow-read; 05 title, verdicts-md; 06 reported-md; 07 tta-md) were rewritten and
 re-read, and the recorded sweep sentences now name their runs by source and seed (the sweep of
-seeds 0-4 on both sources, bench/lessons_quick.json)."""
+seeds 0-4 on both sources, bench/lessons_quick.json).
+
+Fourth reading (issues 26/27, 2026-12-08): every paragraph of all seven notebooks was read against
+the quick run that the side-by-side suite timing executed at 4a2638c (synthetic set, seed 0,
+`bench/cpu_modes.py suite --modes avx2`, 7/7 ok, every claim at its expected verdict; same CPU),
+after the open findings of the second and third readings were fixed. The paragraphs it found
+contradicted or unsupported (02 title, 03 unseen-md, prune-read, 04 regrow-read, 05 depth-note, 07
+ingredients-md, tta-md) and the printed lines it questioned (02 plan, 05 cached-read, 06
+improved-verdict, gates-per-class) were rewritten and re-read."""
 
 REVIEW: dict[str, tuple[str, str]] = {
     '01 title afc147ed': ('background', 'the question and the plan of the notebook'),  # Should a classifier end in `softmax`? Its outputs would then
